@@ -1,0 +1,121 @@
+"""Settings, read from the environment (prefix ``BATCHQ_``).
+
+Only the edges read settings: the API app, the Celery app, the CLI. Everything else takes arguments.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: Endpoints a batch may target; every line's url must equal the batch's endpoint.
+SUPPORTED_ENDPOINTS: tuple[str, ...] = ("/v1/chat/completions", "/v1/embeddings", "/v1/completions")
+
+
+class Settings(BaseSettings):
+    """Every knob of batchq. Defaults follow DESIGN.md."""
+
+    model_config = SettingsConfigDict(env_prefix="BATCHQ_", extra="ignore")
+
+    # --- wiring -------------------------------------------------------------------------------
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    """Broker, result backend, batch state, counters and rate limits."""
+    storage_url: str = "file://./.batchq/data"
+    """Object store: ``file://<folder>`` or ``s3://bucket/prefix``."""
+    s3_endpoint_url: str | None = None
+    """S3-compatible endpoint (MinIO, Ceph, moto). Unset means AWS."""
+    s3_checksum_mode: Literal["when_required", "when_supported"] = "when_required"
+    """boto3 request_checksum_calculation / response_checksum_validation (boto3#4392)."""
+    upstream_url: str | None = None
+    """OpenAI-compatible base URL, e.g. ``http://127.0.0.1:9000/v1``."""
+    upstream_api_key: str | None = Field(default=None, repr=False)
+    """Sent upstream as Bearer; never logged, never returned."""
+    api_keys: str | None = Field(default=None, repr=False)
+    """``key:account[,key:account...]``; unset = local mode (loopback clients only, account ``local``)."""
+    routes: str | None = None
+    """Path of a TOML/JSON file mapping models to upstreams (url, key, limits)."""
+
+    # --- limits (DESIGN.md "Defaults and limits") -------------------------------------------------
+    max_requests_per_batch: int = 10_000
+    max_file_bytes: int = 500 * 1024 * 1024
+    max_line_bytes: int = 10 * 1024 * 1024
+    max_custom_id_chars: int = 512
+    max_active_batches: int = 10
+    max_reported_errors: int = 100
+    completion_window_s: int = 24 * 3600
+    """Default completion window; ``timeout_minutes`` on create can shorten it (down to seconds for tests)."""
+    served_models: str | None = None
+    """Comma-separated models the default upstream serves; unset = any model (routes add their own)."""
+
+    # --- upstream calls -------------------------------------------------------------------------
+    rate_limit_rpm: int = 0
+    rate_limit_tpm: int = 0
+    max_in_flight: int = 64
+    max_attempts: int = 6
+    upstream_connect_timeout_s: float = 10.0
+    upstream_read_timeout_s: float = 600.0
+    retry_base_delay_s: float = 0.5
+    retry_max_delay_s: float = 30.0
+    rate_limit_cooldown_s: float = 2.0
+    """After an upstream 429 every worker holds off this route this long (or Retry-After if longer)."""
+    max_inline_wait_s: float = 5.0
+    """A request task sleeps in place at most this long for its turn; longer waits are re-queued."""
+    max_countdown_s: float = 60.0
+    """Longest countdown used for re-queues; must stay well under the visibility timeout."""
+
+    # --- pricing (estimates only) ------------------------------------------------------------
+    batch_discount: float = 0.10
+    prices: str | None = None
+    """``model=input_per_1M:output_per_1M[,model=...]`` in USD; the batch discount applies on top."""
+
+    # --- recovery ---------------------------------------------------------------------------
+    visibility_timeout_s: int = 2 * 3600
+    """Redis broker visibility timeout: longer than any task (countdowns included)."""
+    unacked_restore_interval_s: float = 10.0
+    sweep_interval_s: float = 15.0
+    """How often one worker (elected through a Redis lock) runs the sweeper."""
+    requeue_after_s: float = 300.0
+    """A batch with no progress this long has its lines without outcome or lease re-enqueued."""
+    lease_margin_s: float = 30.0
+    scratch_ttl_s: int = 7 * 24 * 3600
+    """Per-batch scratch keys live at most this long (a safety net; finalize drops them sooner)."""
+    result_ttl_after_final_s: int = 3600
+
+    # --- API ----------------------------------------------------------------------------------
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+
+    @field_validator("max_attempts")
+    @classmethod
+    def _attempts_positive(cls, v: int) -> int:
+        if v < 1:
+            raise ValueError("max_attempts must be >= 1")
+        return v
+
+    def api_key_map(self) -> dict[str, str]:
+        """Parse ``BATCHQ_API_KEYS`` into {key: account}."""
+        mapping: dict[str, str] = {}
+        if not self.api_keys:
+            return mapping
+        for item in self.api_keys.split(","):
+            item = item.strip()
+            if not item:
+                continue
+            key, sep, account = item.partition(":")
+            if not sep or not key or not account:
+                raise ValueError(f"BATCHQ_API_KEYS entry {item!r} is not key:account")
+            mapping[key.strip()] = account.strip()
+        return mapping
+
+    def served_model_set(self) -> frozenset[str] | None:
+        if not self.served_models:
+            return None
+        return frozenset(m.strip() for m in self.served_models.split(",") if m.strip())
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,100 @@
+"""File records in Redis (the bytes live in the object store)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import redis
+
+from batchq import keys
+from batchq.schemas import FileObject
+
+_INT_FIELDS = ("bytes", "created_at")
+
+
+class FileRegistry:
+    def __init__(self, client: redis.Redis) -> None:
+        self.redis = client
+
+    def add(
+        self,
+        *,
+        file_id: str,
+        account: str,
+        filename: str,
+        purpose: str,
+        size: int,
+        storage_key: str,
+        created_at: int | None = None,
+    ) -> FileObject:
+        """Register a stored object as a File (overwrites a record with the same id: derived ids stay stable)."""
+        created = created_at if created_at is not None else int(time.time())
+        record = {
+            "id": file_id,
+            "account": account,
+            "filename": filename,
+            "purpose": purpose,
+            "bytes": size,
+            "created_at": created,
+            "storage_key": storage_key,
+        }
+        with self.redis.pipeline() as pipe:
+            pipe.hset(keys.file_record(file_id), mapping={k: str(v) for k, v in record.items()})
+            pipe.zadd(keys.account_files(account), {file_id: created * 1000})
+            pipe.execute()
+        return _to_file(record)
+
+    def record(self, file_id: str, account: str | None = None) -> dict[str, Any] | None:
+        raw = self.redis.hgetall(keys.file_record(file_id))
+        if not raw:
+            return None
+        record: dict[str, Any] = {k.decode(): v.decode() for k, v in raw.items()}
+        for name in _INT_FIELDS:
+            record[name] = int(record[name])
+        if account is not None and record["account"] != account:
+            return None
+        return record
+
+    def get(self, file_id: str, account: str | None = None) -> FileObject | None:
+        record = self.record(file_id, account)
+        return _to_file(record) if record else None
+
+    def list(
+        self, account: str, *, after: str | None, limit: int, order: str, purpose: str | None
+    ) -> tuple[list[FileObject], bool]:
+        """Files of the account ordered by creation (``desc`` newest first), starting after ``after``."""
+        zkey = keys.account_files(account)
+        ids = [
+            i.decode()
+            for i in (self.redis.zrevrange(zkey, 0, -1) if order == "desc" else self.redis.zrange(zkey, 0, -1))
+        ]
+        if after is not None:
+            if after not in ids:
+                return [], False
+            ids = ids[ids.index(after) + 1 :]
+        found: list[FileObject] = []
+        for file_id in ids:
+            obj = self.get(file_id)
+            if obj is None or (purpose is not None and obj.purpose != purpose):
+                continue
+            if len(found) == limit:
+                return found, True
+            found.append(obj)
+        return found, False
+
+    def delete(self, file_id: str, account: str) -> None:
+        with self.redis.pipeline() as pipe:
+            pipe.delete(keys.file_record(file_id))
+            pipe.zrem(keys.account_files(account), file_id)
+            pipe.execute()
+
+
+def _to_file(record: dict[str, Any]) -> FileObject:
+    return FileObject(
+        id=record["id"],
+        bytes=int(record["bytes"]),
+        created_at=int(record["created_at"]),
+        filename=record["filename"],
+        purpose=record["purpose"],
+    )

@@ -1,0 +1,95 @@
+"""Redis key builders. Every key batchq writes is built here, under one prefix.
+
+Per-batch keys carry the batch id in a hash tag (``{batch_…}``) so that all of a batch's keys land in one
+Redis Cluster slot and one Lua script may touch them together.
+"""
+
+from __future__ import annotations
+
+#: Prefix of every key batchq owns (Celery's own keys live beside them in the same database).
+PREFIX = "batchq"
+
+
+def file_record(file_id: str) -> str:
+    """Hash: the File object's fields plus ``account`` and ``storage_key``."""
+    return f"{PREFIX}:file:{file_id}"
+
+
+def account_files(account: str) -> str:
+    """Sorted set of the account's file ids, scored by created_at (ms)."""
+    return f"{PREFIX}:account:{account}:files"
+
+
+def account_batches(account: str) -> str:
+    """Sorted set of the account's batch ids, scored by created_at (ms)."""
+    return f"{PREFIX}:account:{account}:batches"
+
+
+def account_active(account: str) -> str:
+    """Set of the account's batch ids that are not in a final status (the concurrent-batch limit)."""
+    return f"{PREFIX}:account:{account}:active"
+
+
+def idempotency(account: str, key: str) -> str:
+    """String: the batch id created under an ``Idempotency-Key``."""
+    return f"{PREFIX}:account:{account}:idem:{key}"
+
+
+def active_batches() -> str:
+    """Set of every batch id not yet final: what the sweeper walks."""
+    return f"{PREFIX}:active"
+
+
+def batch_record(batch_id: str) -> str:
+    """Hash: the Batch object's scalar fields (JSON-encoded where not scalar) plus internal fields."""
+    return f"{PREFIX}:batch:{{{batch_id}}}"
+
+
+def batch_counts(batch_id: str) -> str:
+    """Hash: completed, failed, cancelled, expired, and token totals. Moved only by the outcome script."""
+    return f"{PREFIX}:batch:{{{batch_id}}}:counts"
+
+
+def batch_outcomes(batch_id: str) -> str:
+    """Hash: line number (0-based) -> the output/error line JSON. First write wins (HSETNX)."""
+    return f"{PREFIX}:batch:{{{batch_id}}}:outcomes"
+
+
+def batch_index(batch_id: str) -> str:
+    """String: packed (offset, length, line number) of each request line, 16 bytes a line, for ranged reads."""
+    return f"{PREFIX}:batch:{{{batch_id}}}:index"
+
+
+def batch_leases(batch_id: str) -> str:
+    """Hash: line number -> lease expiry (ms, Redis clock) of the worker calling upstream for it."""
+    return f"{PREFIX}:batch:{{{batch_id}}}:leases"
+
+
+def batch_attempts(batch_id: str) -> str:
+    """Hash: line number -> upstream attempts made so far (survives re-queues and redeliveries)."""
+    return f"{PREFIX}:batch:{{{batch_id}}}:attempts"
+
+
+def batch_finalize_lock(batch_id: str) -> str:
+    """String: held by the one finalize run writing this batch's files."""
+    return f"{PREFIX}:batch:{{{batch_id}}}:finalize-lock"
+
+
+def batch_scratch(batch_id: str) -> tuple[str, ...]:
+    """The keys finalize drops once the output and error files are safely written."""
+    return (batch_outcomes(batch_id), batch_index(batch_id), batch_leases(batch_id), batch_attempts(batch_id))
+
+
+def sweeper_lock() -> str:
+    """String: the worker holding it runs the sweep; the others skip this round."""
+    return f"{PREFIX}:sweeper:lock"
+
+
+def rate_limit(route: str) -> str:
+    """Prefix of one route's limiter keys (rpm and tpm buckets, in-flight set, cooldown)."""
+    return f"{PREFIX}:rl:{{{route}}}"
+
+
+def metrics_totals() -> str:
+    """Hash: outcome -> lines recorded with it, across all batches (for /metrics)."""
+    return f"{PREFIX}:metrics:requests"

@@ -1,0 +1,296 @@
+"""Object storage behind one small interface: a local folder, or an S3-compatible bucket.
+
+Everything is streamed: writers take chunks (S3 writes go out as a multipart upload, 8 MiB a part), readers
+yield chunks, and ``read_range`` fetches one input line without reading the rest of the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlparse
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+#: Size of each S3 multipart part (S3's minimum is 5 MiB for every part but the last).
+DEFAULT_PART_SIZE_B = 8 * 1024 * 1024
+#: Chunk size of streamed reads.
+DEFAULT_READ_CHUNK_B = 1024 * 1024
+
+
+class StoreError(Exception):
+    """The object store failed (unreachable, denied, missing object)."""
+
+
+class ObjectNotFoundError(StoreError):
+    pass
+
+
+class Writer(Protocol):
+    """Accepts chunks; the object appears only when the ``with`` block exits cleanly."""
+
+    bytes_written: int
+
+    def write(self, data: bytes) -> None: ...
+
+    def __enter__(self) -> Writer: ...
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+
+
+class ObjectStore(Protocol):
+    def writer(self, key: str) -> Writer: ...
+
+    def iter_chunks(self, key: str, chunk_size: int = DEFAULT_READ_CHUNK_B) -> Iterator[bytes]: ...
+
+    def read_range(self, key: str, start: int, length: int) -> bytes: ...
+
+    def size(self, key: str) -> int: ...
+
+    def delete(self, key: str) -> None: ...
+
+    def ping(self) -> None: ...
+
+
+# --- local folder --------------------------------------------------------------------------------
+
+
+class _LocalWriter:
+    """Writes to a temporary file beside the target and renames it into place: readers never see half a file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.bytes_written = 0
+        self._tmp: Any = None
+
+    def __enter__(self) -> _LocalWriter:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp = tempfile.NamedTemporaryFile(dir=self.path.parent, prefix=".partial-", delete=False)  # noqa: SIM115
+        return self
+
+    def write(self, data: bytes) -> None:
+        self._tmp.write(data)
+        self.bytes_written += len(data)
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._tmp.close()
+        if exc_type is None:
+            os.replace(self._tmp.name, self.path)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._tmp.name)
+
+
+class LocalStore:
+    """A folder on this machine (or a shared mount when workers run on several machines)."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root).resolve()
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if self.root not in path.parents:
+            raise StoreError(f"key {key!r} escapes the store root")
+        return path
+
+    def writer(self, key: str) -> Writer:
+        return _LocalWriter(self._path(key))
+
+    def iter_chunks(self, key: str, chunk_size: int = DEFAULT_READ_CHUNK_B) -> Iterator[bytes]:
+        try:
+            f = open(self._path(key), "rb")  # noqa: SIM115 - closed by the generator
+        except FileNotFoundError as exc:
+            raise ObjectNotFoundError(key) from exc
+        with f:
+            while chunk := f.read(chunk_size):
+                yield chunk
+
+    def read_range(self, key: str, start: int, length: int) -> bytes:
+        try:
+            with open(self._path(key), "rb") as f:
+                f.seek(start)
+                return f.read(length)
+        except FileNotFoundError as exc:
+            raise ObjectNotFoundError(key) from exc
+
+    def size(self, key: str) -> int:
+        try:
+            return self._path(key).stat().st_size
+        except FileNotFoundError as exc:
+            raise ObjectNotFoundError(key) from exc
+
+    def delete(self, key: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self._path(key).unlink()
+
+    def ping(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        if not os.access(self.root, os.W_OK):
+            raise StoreError(f"{self.root} is not writable")
+
+    def clear(self) -> None:
+        """Remove everything (tests only)."""
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+# --- S3 ----------------------------------------------------------------------------------------
+
+
+class _S3Writer:
+    """Buffers one part at a time and sends it as a multipart upload part; small objects use one PUT."""
+
+    def __init__(self, client: S3Client, bucket: str, key: str, part_size: int) -> None:
+        self.client = client
+        self.bucket = bucket
+        self.key = key
+        self.part_size = part_size
+        self.bytes_written = 0
+        self._buf = bytearray()
+        self._upload_id: str | None = None
+        self._parts: list[dict[str, Any]] = []
+
+    def __enter__(self) -> _S3Writer:
+        return self
+
+    def write(self, data: bytes) -> None:
+        self._buf += data
+        self.bytes_written += len(data)
+        while len(self._buf) >= self.part_size:
+            part = bytes(self._buf[: self.part_size])
+            del self._buf[: self.part_size]
+            self._send_part(part)
+
+    def _send_part(self, part: bytes) -> None:
+        if self._upload_id is None:
+            self._upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=self.key)["UploadId"]
+        number = len(self._parts) + 1
+        etag = self.client.upload_part(
+            Bucket=self.bucket, Key=self.key, UploadId=self._upload_id, PartNumber=number, Body=part
+        )["ETag"]
+        self._parts.append({"ETag": etag, "PartNumber": number})
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is not None:
+            if self._upload_id is not None:
+                with contextlib.suppress(Exception):
+                    self.client.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self._upload_id)
+            return
+        if self._upload_id is None:
+            self.client.put_object(Bucket=self.bucket, Key=self.key, Body=bytes(self._buf))
+            return
+        if self._buf:
+            self._send_part(bytes(self._buf))
+            self._buf.clear()
+        self.client.complete_multipart_upload(
+            Bucket=self.bucket,
+            Key=self.key,
+            UploadId=self._upload_id,
+            MultipartUpload={"Parts": self._parts},  # type: ignore[typeddict-item]
+        )
+
+
+class S3Store:
+    """An S3-compatible bucket (AWS, MinIO, Ceph, moto), under an optional key prefix."""
+
+    def __init__(self, bucket: str, prefix: str = "", *, client: S3Client, part_size: int = DEFAULT_PART_SIZE_B):
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.client = client
+        self.part_size = part_size
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def writer(self, key: str) -> Writer:
+        return _S3Writer(self.client, self.bucket, self._key(key), self.part_size)
+
+    def _get(self, key: str, **kwargs: Any) -> Any:
+        from botocore.exceptions import ClientError
+
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=self._key(key), **kwargs)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in {"NoSuchKey", "404"}:
+                raise ObjectNotFoundError(key) from exc
+            raise StoreError(str(exc)) from exc
+
+    def iter_chunks(self, key: str, chunk_size: int = DEFAULT_READ_CHUNK_B) -> Iterator[bytes]:
+        body = self._get(key)["Body"]
+        try:
+            yield from body.iter_chunks(chunk_size)
+        finally:
+            body.close()
+
+    def read_range(self, key: str, start: int, length: int) -> bytes:
+        if length <= 0:
+            return b""
+        body = self._get(key, Range=f"bytes={start}-{start + length - 1}")["Body"]
+        try:
+            return bytes(body.read())
+        finally:
+            body.close()
+
+    def size(self, key: str) -> int:
+        from botocore.exceptions import ClientError
+
+        try:
+            return int(self.client.head_object(Bucket=self.bucket, Key=self._key(key))["ContentLength"])
+        except ClientError as exc:
+            raise ObjectNotFoundError(key) from exc
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+
+    def ping(self) -> None:
+        self.client.head_bucket(Bucket=self.bucket)
+
+
+def make_s3_client(endpoint_url: str | None, checksum_mode: str = "when_required") -> S3Client:
+    """A boto3 S3 client with retries and the checksum mode S3-compatible stores accept (boto3#4392)."""
+    import boto3
+    from botocore.config import Config
+
+    config = Config(
+        request_checksum_calculation=checksum_mode,
+        response_checksum_validation=checksum_mode,
+        retries={"max_attempts": 5, "mode": "standard"},
+        max_pool_connections=64,
+        connect_timeout=5,
+        read_timeout=60,
+        s3={"addressing_style": "path"} if endpoint_url else {},
+    )
+    return boto3.client("s3", endpoint_url=endpoint_url, config=config)
+
+
+def store_from_url(
+    url: str, *, s3_endpoint_url: str | None = None, checksum_mode: str = "when_required"
+) -> ObjectStore:
+    """Build the store named by ``BATCHQ_STORAGE_URL``: ``file://path`` or ``s3://bucket/prefix``."""
+    parsed = urlparse(url)
+    if parsed.scheme == "file":
+        return LocalStore(parsed.netloc + parsed.path if parsed.netloc else parsed.path)
+    if parsed.scheme == "s3":
+        if not parsed.netloc:
+            raise ValueError(f"storage URL {url!r} names no bucket")
+        return S3Store(parsed.netloc, parsed.path, client=make_s3_client(s3_endpoint_url, checksum_mode))
+    if parsed.scheme == "":
+        return LocalStore(url)
+    raise ValueError(f"unsupported storage URL {url!r}: use file://<folder> or s3://<bucket>/<prefix>")
+
+
+def new_object_key(kind: str) -> str:
+    return f"{kind}/{uuid.uuid4().hex}"

@@ -1,0 +1,110 @@
+"""Calls to the OpenAI-compatible upstream over httpx, each answer sorted into one of a few outcomes.
+
+Retrying is not done here: the request task decides (it shares the rate limiter and the attempt count).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+#: Header names that carry the line's identity upstream (the simulator counts deliveries by them).
+BATCH_ID_HEADER = "X-Batchq-Batch-Id"
+CUSTOM_ID_HEADER = "X-Batchq-Custom-Id"
+
+
+@dataclass(frozen=True)
+class UpstreamAnswer:
+    """An HTTP answer from the upstream (any status)."""
+
+    status_code: int
+    body: Any
+    """Parsed JSON, or the raw text when the upstream did not answer JSON."""
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status_code < 300 and isinstance(self.body, dict)
+
+    @property
+    def request_id(self) -> str | None:
+        return self.headers.get("x-request-id")
+
+    def error_code(self) -> str:
+        """The upstream's own error code when its body has one, else ``upstream_http_<status>``."""
+        err = self.body.get("error") if isinstance(self.body, dict) else None
+        if isinstance(err, dict) and isinstance(err.get("code"), str) and err["code"]:
+            return str(err["code"])
+        return f"upstream_http_{self.status_code}"
+
+    def error_message(self) -> str:
+        err = self.body.get("error") if isinstance(self.body, dict) else None
+        if isinstance(err, dict) and isinstance(err.get("message"), str):
+            return str(err["message"])
+        if 200 <= self.status_code < 300:
+            return "The upstream answered 2xx without a JSON object body."
+        return f"The upstream answered HTTP {self.status_code}."
+
+
+@dataclass(frozen=True)
+class UpstreamFailure:
+    """No HTTP answer: a timeout or a connection that failed or dropped."""
+
+    code: str
+    """``upstream_timeout`` or ``upstream_unreachable``."""
+    message: str
+
+
+class UpstreamClient:
+    """One pooled httpx client per worker process, shared by its threads (httpx.Client is thread-safe)."""
+
+    def __init__(
+        self,
+        *,
+        connect_timeout_s: float,
+        read_timeout_s: float,
+        max_connections: int,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._client = httpx.Client(
+            timeout=httpx.Timeout(connect=connect_timeout_s, read=read_timeout_s, write=60.0, pool=read_timeout_s),
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            transport=transport,
+        )
+
+    def post(
+        self, url: str, body: dict[str, Any], *, api_key: str | None, batch_id: str, custom_id: str
+    ) -> UpstreamAnswer | UpstreamFailure:
+        headers = {BATCH_ID_HEADER: batch_id, CUSTOM_ID_HEADER: _header_safe(custom_id)}
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        try:
+            response = self._client.post(
+                url, content=json.dumps(body), headers={**headers, "Content-Type": "application/json"}
+            )
+        except httpx.TimeoutException as exc:
+            return UpstreamFailure("upstream_timeout", f"The upstream did not answer in time ({type(exc).__name__}).")
+        except httpx.TransportError as exc:
+            return UpstreamFailure(
+                "upstream_unreachable", f"Could not reach the upstream: {type(exc).__name__}: {str(exc)[:200]}"
+            )
+        try:
+            parsed: Any = response.json()
+        except ValueError:
+            parsed = response.text[:4000]
+        return UpstreamAnswer(response.status_code, parsed, {k.lower(): v for k, v in response.headers.items()})
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _header_safe(value: str) -> str:
+    """custom_ids may hold any characters; headers may not. Percent-encode what does not fit."""
+    if value.isascii() and value.isprintable():
+        return value
+    from urllib.parse import quote
+
+    return quote(value, safe="")

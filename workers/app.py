@@ -1,0 +1,44 @@
+"""The Celery app: ``celery -A workers worker -Q intake,requests,finalize``.
+
+Configuration comes from batchq.config (BATCHQ_* variables) through batchq.celery_config, the same as the
+API's producer. Each worker also runs the sweeper on a timer; a Redis lock lets one worker sweep per round.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from celery import Celery, signals
+
+from batchq.celery_config import celery_config
+from batchq.config import get_settings
+from batchq.context import WorkerContext, get_context
+
+app = Celery("batchq")
+app.conf.update(celery_config(get_settings()))
+app.conf.include = ["workers.intake", "workers.request", "workers.finalize", "workers.sweeper"]
+
+log = logging.getLogger("batchq.worker")
+
+#: Size of each process's upstream connection pool: idle connections cost little, a full pool stalls threads.
+UPSTREAM_POOL_SIZE = 256
+
+
+def context() -> WorkerContext:
+    """This process's WorkerContext (rebuilt after a fork)."""
+    return get_context(get_settings(), UPSTREAM_POOL_SIZE)
+
+
+@signals.setup_logging.connect
+def _setup_logging(**_: Any) -> None:
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s: %(levelname)s/%(processName)s] %(name)s: %(message)s")
+
+
+@signals.worker_ready.connect
+def _start_sweeper(**_: Any) -> None:
+    from workers.sweeper import run_sweeper_forever
+
+    thread = threading.Thread(target=run_sweeper_forever, name="batchq-sweeper", daemon=True)
+    thread.start()

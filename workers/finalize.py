@@ -1,0 +1,24 @@
+"""finalize_batch: the chord callback (and the sweeper's), idempotent."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import Task
+
+from batchq.celery_config import FINALIZE_TASK
+from batchq.finalize import finalize_batch as run_finalize
+from workers.app import app, context
+
+log = logging.getLogger(__name__)
+
+
+@app.task(name=FINALIZE_TASK, bind=True, max_retries=None, ignore_result=True)
+def finalize_batch(self: Task, batch_id: str, *_chord_results: object) -> None:
+    ctx = context()
+    try:
+        run_finalize(ctx, batch_id)
+    except Exception as exc:  # store or Redis outage: the batch waits in its status; nothing is lost
+        delay = min(ctx.settings.max_countdown_s, 2.0 * (self.request.retries + 1))
+        log.warning("finalize of %s failed (%s: %s); retrying in %.0fs", batch_id, type(exc).__name__, exc, delay)
+        raise self.retry(countdown=delay) from exc
