@@ -1,0 +1,376 @@
+"""The simulator's state and request handling on aiohttp.web, plus the ``/sim`` control endpoints.
+
+A request to one of the three API endpoints goes through, in order: counting (``received``, the sliding window
+of arrivals, ``per_key``), auth (401), RPM (429), body (400/404), fail rules, one random draw that picks at most
+one fault (drop, stall, 429, 5xx, by their fractions), TPM (429), latency, and finally the 200 answer.
+Latency delays every answer except 401 and 429. Everything runs on one event loop, so no locks are needed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import math
+import random
+import re
+import secrets
+import time
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from batchq.sim.payloads import JSONDict, Reply, build_response, default_error, error_body, rate_limited, validate
+
+#: Length of the sliding rate-limit window; only tests shorten it.
+DEFAULT_WINDOW_S = 60.0
+#: How long a "timeout" fault holds the request before answering.
+DEFAULT_STALL_S = 3600.0
+#: Completion tokens a fake answer uses, before max_tokens caps it.
+DEFAULT_COMPLETION_TOKENS = 16
+#: Model listed by ``GET /v1/models`` when no models are configured (any model is served then).
+DEFAULT_MODEL = "batchq-sim"
+#: Settings ``POST /sim/config`` may change (also command-line flags), with the type each one is coerced to.
+TUNABLES: dict[str, type] = {
+    "latency_ms": float, "latency_jitter_ms": float, "rpm": int, "tpm": int, "error_rate": float,
+    "rate_429": float, "timeout_rate": float, "drop_rate": float, "stall_s": float, "completion_tokens": int,
+    "window_s": float,
+}  # fmt: skip
+#: Tunables that are fractions of requests, so within [0, 1].
+FRACTIONS = frozenset({"error_rate", "rate_429", "timeout_rate", "drop_rate"})
+
+
+def check_tunables(values: dict[str, Any]) -> dict[str, Any]:
+    """Validate and coerce tunable settings.
+
+    Raises:
+        ValueError: an unknown name, a non-number, a negative value or a fraction above 1.
+    """
+    out: dict[str, Any] = {}
+    for name, value in values.items():
+        kind = TUNABLES.get(name)
+        if kind is None:
+            raise ValueError(f"unknown setting: {name}")
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise ValueError(f"{name} must be a number")
+        if kind is int and value != int(value):
+            raise ValueError(f"{name} must be an integer")
+        if value < 0 or (name in FRACTIONS and value > 1):
+            raise ValueError(f"{name} out of range: {value}")
+        out[name] = kind(value)
+    return out
+
+
+@dataclasses.dataclass
+class SimConfig:
+    """Behaviour of the simulator; the command line gives the initial one, ``/sim/config`` edits a copy."""
+
+    latency_ms: float = 0.0
+    latency_jitter_ms: float = 0.0
+    rpm: int = 0
+    tpm: int = 0
+    error_rate: float = 0.0
+    rate_429: float = 0.0
+    timeout_rate: float = 0.0
+    drop_rate: float = 0.0
+    stall_s: float = DEFAULT_STALL_S
+    completion_tokens: int = DEFAULT_COMPLETION_TOKENS
+    window_s: float = DEFAULT_WINDOW_S
+    models: frozenset[str] = frozenset()
+    api_key: str | None = None
+    seed: int | None = None
+
+
+@dataclasses.dataclass
+class FailRule:
+    """The first ``times`` requests of each key whose custom id matches ``pattern`` get ``status`` (-1 = always)."""
+
+    pattern: re.Pattern[str]
+    status: int = 500
+    times: int = -1
+    body: JSONDict | None = None
+    action: str = "status"
+    """``status`` answers ``status``; ``drop`` closes the connection; ``stall`` stalls for ``stall_s`` first."""
+    hits: Counter[str] = dataclasses.field(default_factory=Counter)
+
+    @classmethod
+    def parse(cls, raw: Any) -> FailRule:
+        """Validate one rule of ``POST /sim/config``.
+
+        Raises:
+            ValueError: the rule is malformed or its regex does not compile.
+        """
+        if not isinstance(raw, dict) or not isinstance(raw.get("match", ""), str):
+            raise ValueError("each fail rule must be an object with a string 'match'")
+        status, times, body, action = raw.get("status", 500), raw.get("times", -1), raw.get("body"), raw.get("action")
+        if not isinstance(status, int) or not 100 <= status <= 599 or not isinstance(times, int):
+            raise ValueError("fail rule 'status' must be an HTTP status and 'times' an integer")
+        if (body is not None and not isinstance(body, dict)) or action not in (None, "status", "drop", "stall"):
+            raise ValueError("fail rule 'body' must be an object and 'action' one of status, drop, stall")
+        try:
+            pattern = re.compile(raw.get("match", ""))
+        except re.error as exc:
+            raise ValueError(f"fail rule 'match' is not a valid regex: {exc}") from None
+        return cls(pattern, status, times, body, action or "status")
+
+
+class SlidingWindow:
+    """Weighted events of the last ``window_s`` seconds, with their running total."""
+
+    def __init__(self) -> None:
+        self.events: deque[tuple[float, int]] = deque()
+        self.total = 0
+
+    def prune(self, now: float, window_s: float) -> int:
+        """Forget events at or before ``now - window_s``; return the remaining total."""
+        events, horizon = self.events, now - window_s
+        while events and events[0][0] <= horizon:
+            self.total -= events.popleft()[1]
+        return self.total
+
+    def add(self, now: float, weight: int) -> int:
+        """Record an event (after ``prune``); return the new total."""
+        self.events.append((now, weight))
+        self.total += weight
+        return self.total
+
+    def wait_s(self, now: float, window_s: float, shed: int) -> float:
+        """Seconds until events worth at least ``shed`` have left the window (a whole window if never)."""
+        for t, weight in self.events:
+            shed -= weight
+            if shed <= 0:
+                return max(0.0, t + window_s - now)
+        return window_s
+
+
+@dataclasses.dataclass
+class SimStats:
+    """Counters behind ``GET /sim/stats``."""
+
+    received: int = 0
+    by_status: Counter[int] = dataclasses.field(default_factory=Counter)
+    dropped: int = 0
+    stalled: int = 0
+    max_in_window: int = 0
+    max_tokens_in_window: int = 0
+    in_flight: int = 0
+    max_in_flight: int = 0
+    first_at: float | None = None
+    last_at: float | None = None
+    per_key: Counter[str] = dataclasses.field(default_factory=Counter)
+    per_key_status: dict[str, list[int]] = dataclasses.field(default_factory=dict)
+
+
+class Simulator:
+    """State and request handling of one simulator process."""
+
+    def __init__(self, config: SimConfig) -> None:
+        self.base = config
+        self.stats = SimStats()
+        self.reset()
+
+    def reset(self) -> None:
+        """Clear every counter and restore the initial configuration (and random sequence)."""
+        in_flight = self.stats.in_flight  # a gauge, not a counter: those requests are still being handled
+        self.config = dataclasses.replace(self.base)
+        self.rules: list[FailRule] = []
+        self.stats = SimStats(in_flight=in_flight, max_in_flight=in_flight)
+        self.requests = SlidingWindow()
+        self.tokens = SlidingWindow()
+        self.rng = random.Random(self.base.seed)
+        self.jitter_rng = random.Random(self.base.seed)  # separate, so latency settings don't shift fault draws
+
+    def configure(self, data: Any) -> None:
+        """Apply a ``POST /sim/config`` body: tunables by name, and ``fail_rules`` (replacing the current ones).
+
+        Raises:
+            ValueError: unknown field or bad value; nothing is changed then.
+        """
+        if not isinstance(data, dict):
+            raise ValueError("the body must be a JSON object")
+        changes = check_tunables({k: v for k, v in data.items() if k != "fail_rules"})
+        rules = data.get("fail_rules", self.rules)
+        if not isinstance(rules, list):
+            raise ValueError("fail_rules must be a list")
+        parsed = [r if isinstance(r, FailRule) else FailRule.parse(r) for r in rules]
+        self.config, self.rules = dataclasses.replace(self.config, **changes), parsed
+
+    def snapshot(self, detail: bool) -> JSONDict:
+        """The ``GET /sim/stats`` document."""
+        st, cfg = self.stats, self.config
+        out: JSONDict = {
+            "received": st.received, "by_status": {str(k): v for k, v in sorted(st.by_status.items())},
+            "dropped": st.dropped, "stalled": st.stalled, "max_in_window": st.max_in_window,
+            "max_tokens_in_window": st.max_tokens_in_window, "in_flight": st.in_flight,
+            "max_in_flight": st.max_in_flight, "first_at": st.first_at, "last_at": st.last_at,
+            "latency_ms": cfg.latency_ms,
+            "config": {**{k: getattr(cfg, k) for k in TUNABLES}, "models": sorted(cfg.models),
+                       "fail_rules": len(self.rules)},
+        }  # fmt: skip
+        if detail:
+            out["per_key"] = dict(st.per_key)
+            out["per_key_status"] = st.per_key_status
+        return out
+
+    async def handle(self, request: web.Request, kind: str) -> web.StreamResponse:
+        """Count one API request, decide its fate and answer it (or drop its connection)."""
+        st, now = self.stats, time.monotonic()
+        st.received += 1
+        st.last_at = time.time()
+        if st.first_at is None:
+            st.first_at = st.last_at
+        # Every arrival enters the window, so max_in_window is exact: the busiest window ends on an arrival.
+        self.requests.prune(now, self.config.window_s)
+        in_window = self.requests.add(now, 1)
+        st.max_in_window = max(st.max_in_window, in_window)
+        custom_id = request.headers.get("X-Batchq-Custom-Id")
+        key: str | None = None
+        if custom_id is not None:
+            batch_id = request.headers.get("X-Batchq-Batch-Id")
+            key = f"{batch_id}/{custom_id}" if batch_id else custom_id
+            st.per_key[key] += 1
+        st.in_flight += 1
+        st.max_in_flight = max(st.max_in_flight, st.in_flight)
+        body: JSONDict | None
+        headers: dict[str, str] = {}
+        try:
+            status, body = 200, await self._answer(request, kind, now, in_window, custom_id or "", key or "")
+        except Reply as reply:
+            status, body, headers = reply.status, reply.body, reply.headers
+        finally:
+            st.in_flight -= 1
+        if key is not None:
+            st.per_key_status.setdefault(key, []).append(status)
+        if status == 0:  # drop: close the connection without an answer
+            st.dropped += 1
+            if request.transport is not None:
+                request.transport.abort()
+            return web.Response(status=499)  # never sent: the transport is gone
+        st.by_status[status] += 1
+        headers["x-request-id"] = "req_" + secrets.token_hex(12)
+        return web.json_response(body, status=status, headers=headers)
+
+    async def _answer(
+        self, request: web.Request, kind: str, now: float, in_window: int, custom_id: str, key: str
+    ) -> JSONDict:
+        """Everything after counting; returns the 200 body or raises ``Reply``."""
+        cfg = self.config
+        if cfg.api_key is not None and request.headers.get("Authorization") != f"Bearer {cfg.api_key}":
+            raise Reply(401, error_body("Incorrect API key provided.", "invalid_request_error", "invalid_api_key"))
+        if cfg.rpm and in_window > cfg.rpm:
+            # Rejected requests count too, so a retry is accepted once this one and one more have left the window.
+            wait = self.requests.wait_s(now, cfg.window_s, in_window + 1 - cfg.rpm)
+            raise rate_limited("requests", f"requests per min (RPM): Limit {cfg.rpm}", wait)
+        delay = cfg.latency_ms / 1000.0
+        if cfg.latency_jitter_ms:
+            delay = max(0.0, delay + self.jitter_rng.uniform(-cfg.latency_jitter_ms, cfg.latency_jitter_ms) / 1000.0)
+        try:
+            try:
+                body = json.loads(await request.read())
+            except ValueError:  # includes UnicodeDecodeError
+                raise Reply(400, error_body("We could not parse the JSON body of your request.",
+                                            "invalid_request_error", "invalid_json")) from None  # fmt: skip
+            prompt, completion = validate(kind, body, cfg.models, cfg.completion_tokens)
+            for rule in self.rules:
+                if rule.pattern.search(custom_id) and (rule.times < 0 or rule.hits[key] < rule.times):
+                    rule.hits[key] += 1
+                    if rule.action == "drop":
+                        raise Reply(0)
+                    if rule.action == "stall":
+                        await self._stall(cfg)
+                        break
+                    headers = {"Retry-After": "1", "retry-after-ms": "1000"} if rule.status == 429 else None
+                    raise Reply(rule.status, rule.body or default_error(rule.status), headers)
+            else:
+                await self._random_fault(cfg)
+        except Reply as reply:
+            if reply.status not in (0, 429):
+                await self._sleep(delay)
+            raise
+        if cfg.tpm:
+            tokens, now = prompt + completion, time.monotonic()  # later than arrival if the request stalled
+            total = self.tokens.prune(now, cfg.window_s)
+            if total + tokens > cfg.tpm:
+                wait = self.tokens.wait_s(now, cfg.window_s, total + tokens - cfg.tpm) if tokens <= cfg.tpm else 0.0
+                raise rate_limited("tokens", f"tokens per min (TPM): Limit {cfg.tpm}", wait or cfg.window_s)
+            self.stats.max_tokens_in_window = max(self.stats.max_tokens_in_window, self.tokens.add(now, tokens))
+        await self._sleep(delay)
+        return build_response(kind, body, prompt, completion)
+
+    async def _random_fault(self, cfg: SimConfig) -> None:
+        """One uniform draw picks at most one fault, so each configured fraction holds exactly."""
+        if not (cfg.drop_rate or cfg.timeout_rate or cfg.rate_429 or cfg.error_rate):
+            return
+        draw = self.rng.random()
+        for fraction, fault in ((cfg.drop_rate, "drop"), (cfg.timeout_rate, "stall"), (cfg.rate_429, "429")):
+            if draw < fraction:
+                if fault == "drop":
+                    raise Reply(0)
+                if fault == "429":
+                    raise rate_limited("requests", "requests (injected)", 1.0)
+                await self._stall(cfg)
+                return
+            draw -= fraction
+        if draw < cfg.error_rate:
+            status = self.rng.choice((500, 502, 503))
+            raise Reply(status, default_error(status))
+
+    async def _stall(self, cfg: SimConfig) -> None:
+        self.stats.stalled += 1
+        await asyncio.sleep(cfg.stall_s)
+
+    @staticmethod
+    async def _sleep(delay: float) -> None:
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+
+#: Where ``create_app`` keeps its ``Simulator`` (for in-process use).
+SIMULATOR: web.AppKey[Simulator] = web.AppKey("simulator", Simulator)
+
+
+def create_app(config: SimConfig) -> web.Application:
+    """Build the aiohttp application serving the simulated API and the ``/sim`` control endpoints."""
+    sim = Simulator(config)
+    app = web.Application()
+    app[SIMULATOR] = sim
+
+    def endpoint(kind: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        async def handler(request: web.Request) -> web.StreamResponse:
+            return await sim.handle(request, kind)
+
+        return handler
+
+    async def models(request: web.Request) -> web.Response:
+        names = sorted(sim.config.models) or [DEFAULT_MODEL]
+        data = [{"id": n, "object": "model", "created": 0, "owned_by": "batchq-sim"} for n in names]
+        return web.json_response({"object": "list", "data": data})
+
+    async def stats(request: web.Request) -> web.Response:
+        return web.json_response(sim.snapshot(request.query.get("detail", "") not in ("", "0", "false")))
+
+    async def reset(request: web.Request) -> web.Response:
+        sim.reset()
+        return web.json_response({"ok": True})
+
+    async def configure(request: web.Request) -> web.Response:
+        try:
+            sim.configure(json.loads(await request.read()))
+        except ValueError as exc:  # bad JSON or a bad value
+            return web.json_response(error_body(str(exc), "invalid_request_error", "invalid_value"), status=400)
+        return web.json_response(sim.snapshot(detail=False)["config"])
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    app.router.add_post("/v1/chat/completions", endpoint("chat"))
+    app.router.add_post("/v1/embeddings", endpoint("embeddings"))
+    app.router.add_post("/v1/completions", endpoint("completions"))
+    app.router.add_get("/v1/models", models)
+    app.router.add_get("/sim/stats", stats)
+    app.router.add_post("/sim/reset", reset)
+    app.router.add_post("/sim/config", configure)
+    app.router.add_get("/healthz", healthz)
+    return app
