@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     """S3-compatible endpoint (MinIO, Ceph, moto). Unset means AWS."""
     s3_checksum_mode: Literal["when_required", "when_supported"] = "when_required"
     """boto3 request_checksum_calculation / response_checksum_validation (boto3#4392)."""
+    s3_timeout_s: float = 60.0
+    """Read timeout of one S3 call (boto3 retries it a few times before the task retries)."""
     upstream_url: str | None = None
     """OpenAI-compatible base URL, e.g. ``http://127.0.0.1:9000/v1``."""
     upstream_api_key: str | None = Field(default=None, repr=False)

@@ -80,7 +80,10 @@ def build_context(settings: Settings, concurrency: int = 64) -> WorkerContext:
         settings=settings,
         redis=client,
         store=store_from_url(
-            settings.storage_url, s3_endpoint_url=settings.s3_endpoint_url, checksum_mode=settings.s3_checksum_mode
+            settings.storage_url,
+            s3_endpoint_url=settings.s3_endpoint_url,
+            checksum_mode=settings.s3_checksum_mode,
+            s3_timeout_s=settings.s3_timeout_s,
         ),
         state=BatchState(client),
         files=FileRegistry(client),

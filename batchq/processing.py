@@ -101,9 +101,15 @@ def _process(ctx: WorkerContext, batch_id: str, line: int) -> LineResult:
     if status in FINAL_STATUSES or status == "validating":
         return Skipped(f"batch is {status}")
 
-    lease_s = s.upstream_read_timeout_s + s.max_inline_wait_s + s.lease_margin_s
-    if not ctx.state.take_lease(batch_id, line, lease_s):
-        return Skipped("leased or done")
+    # Long enough for one attempt plus the waits around it; the holder extends it before every attempt.
+    lease_s = s.upstream_connect_timeout_s + s.upstream_read_timeout_s + 2 * s.max_inline_wait_s + s.lease_margin_s
+    lease = ctx.state.take_lease(batch_id, line, lease_s)
+    if lease.done:
+        return Done(False, False)
+    if not lease.acquired:
+        # Another worker is on it (a redelivered duplicate), or one that died holds it until the lease lapses:
+        # come back then, so the line cannot be lost with the dead worker.
+        return Requeue(min(lease.held_for_s + 0.5, s.max_countdown_s), "leased by another worker")
     entry = read_index_entry(ctx, batch_id, line)
     if entry is None:
         ctx.state.release_lease(batch_id, line)
@@ -114,10 +120,12 @@ def _process(ctx: WorkerContext, batch_id: str, line: int) -> LineResult:
         request = normalize_line(raw, line_no, record["endpoint"])
     except ValueError as exc:
         return _record_failure(ctx, batch_id, line, f"line-{line_no}", "invalid_request_line", str(exc))
-    return _call_until_settled(ctx, batch_id, line, request)
+    return _call_until_settled(ctx, batch_id, line, request, lease_s)
 
 
-def _call_until_settled(ctx: WorkerContext, batch_id: str, line: int, request: RequestLine) -> LineResult:
+def _call_until_settled(
+    ctx: WorkerContext, batch_id: str, line: int, request: RequestLine, lease_s: float
+) -> LineResult:
     s = ctx.settings
     try:
         route = ctx.routes.route_for(request.model)
@@ -138,6 +146,7 @@ def _call_until_settled(ctx: WorkerContext, batch_id: str, line: int, request: R
         if isinstance(grant, Denied):
             ctx.state.release_lease(batch_id, line)
             return Requeue(min(grant.retry_after_s, s.max_countdown_s), f"rate limit ({grant.reason})")
+        ctx.state.extend_lease(batch_id, line, lease_s)
         attempt = ctx.state.add_attempt(batch_id, line)
         answer = ctx.upstream.post(
             url, request.body, api_key=route.api_key, batch_id=batch_id, custom_id=request.custom_id

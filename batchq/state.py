@@ -76,14 +76,23 @@ return {recorded, (tonumber(c[1]) or 0) + (tonumber(c[2]) or 0), total}
 
 # KEYS: 1=leases hash 2=outcomes hash
 # ARGV: 1=line number 2=lease length (ms)
-# Returns 1 when this caller now holds the line's lease; 0 when an outcome exists or a live lease is held.
+# Returns -1 when the line has an outcome, 0 when this caller now holds the lease, else the ms left on
+# the live lease another worker holds.
 _TAKE_LEASE = """
-if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return 0 end
+if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return -1 end
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
 local held = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
-if held > now then return 0 end
+if held > now then return held - now end
 redis.call('HSET', KEYS[1], ARGV[1], now + tonumber(ARGV[2]))
+return 0
+"""
+
+# KEYS: 1=leases hash   ARGV: 1=line number 2=lease length (ms)
+# Pushes the lease's end out to now + length on Redis's clock (the holder, before each upstream attempt).
+_EXTEND_LEASE = """
+local t = redis.call('TIME')
+redis.call('HSET', KEYS[1], ARGV[1], t[1] * 1000 + math.floor(t[2] / 1000) + tonumber(ARGV[2]))
 return 1
 """
 
@@ -111,6 +120,15 @@ class OutcomeRecorded:
     @property
     def batch_done(self) -> bool:
         return self.total > 0 and self.done >= self.total
+
+
+@dataclass(frozen=True)
+class Lease:
+    acquired: bool
+    done: bool
+    """The line already has an outcome."""
+    held_for_s: float = 0.0
+    """When another worker holds it: how long its lease still runs."""
 
 
 @dataclass(frozen=True)
@@ -149,6 +167,7 @@ class BatchState:
         self._transition = client.register_script(_TRANSITION)
         self._record = client.register_script(_RECORD_OUTCOME)
         self._lease = client.register_script(_TAKE_LEASE)
+        self._extend = client.register_script(_EXTEND_LEASE)
 
     # --- records -------------------------------------------------------------------------------
 
@@ -247,13 +266,19 @@ class BatchState:
 
     # --- lines -------------------------------------------------------------------------------
 
-    def take_lease(self, batch_id: str, line: int, lease_s: float) -> bool:
-        """Claim the right to call upstream for ``line``; False if it is done or another worker is on it."""
-        return bool(
+    def take_lease(self, batch_id: str, line: int, lease_s: float) -> Lease:
+        """Claim the right to call upstream for ``line`` (unless it is done or another worker is on it)."""
+        answer = int(
             self._lease(
                 keys=[keys.batch_leases(batch_id), keys.batch_outcomes(batch_id)], args=[line, int(lease_s * 1000)]
             )
         )
+        if answer == -1:
+            return Lease(acquired=False, done=True)
+        return Lease(acquired=answer == 0, done=False, held_for_s=max(answer, 0) / 1000)
+
+    def extend_lease(self, batch_id: str, line: int, lease_s: float) -> None:
+        self._extend(keys=[keys.batch_leases(batch_id)], args=[line, int(lease_s * 1000)])
 
     def release_lease(self, batch_id: str, line: int) -> None:
         self.redis.hdel(keys.batch_leases(batch_id), str(line))

@@ -259,7 +259,7 @@ class S3Store:
         self.client.head_bucket(Bucket=self.bucket)
 
 
-def make_s3_client(endpoint_url: str | None, checksum_mode: str = "when_required") -> S3Client:
+def make_s3_client(endpoint_url: str | None, checksum_mode: str = "when_required", timeout_s: float = 60.0) -> S3Client:
     """A boto3 S3 client with retries and the checksum mode S3-compatible stores accept (boto3#4392)."""
     import boto3
     from botocore.config import Config
@@ -269,15 +269,15 @@ def make_s3_client(endpoint_url: str | None, checksum_mode: str = "when_required
         response_checksum_validation=checksum_mode,
         retries={"max_attempts": 5, "mode": "standard"},
         max_pool_connections=64,
-        connect_timeout=5,
-        read_timeout=60,
+        connect_timeout=min(timeout_s, 10.0),
+        read_timeout=timeout_s,
         s3={"addressing_style": "path"} if endpoint_url else {},
     )
     return boto3.client("s3", endpoint_url=endpoint_url, config=config)
 
 
 def store_from_url(
-    url: str, *, s3_endpoint_url: str | None = None, checksum_mode: str = "when_required"
+    url: str, *, s3_endpoint_url: str | None = None, checksum_mode: str = "when_required", s3_timeout_s: float = 60.0
 ) -> ObjectStore:
     """Build the store named by ``BATCHQ_STORAGE_URL``: ``file://path`` or ``s3://bucket/prefix``."""
     parsed = urlparse(url)
@@ -286,7 +286,7 @@ def store_from_url(
     if parsed.scheme == "s3":
         if not parsed.netloc:
             raise ValueError(f"storage URL {url!r} names no bucket")
-        return S3Store(parsed.netloc, parsed.path, client=make_s3_client(s3_endpoint_url, checksum_mode))
+        return S3Store(parsed.netloc, parsed.path, client=make_s3_client(s3_endpoint_url, checksum_mode, s3_timeout_s))
     if parsed.scheme == "":
         return LocalStore(url)
     raise ValueError(f"unsupported storage URL {url!r}: use file://<folder> or s3://<bucket>/<prefix>")

@@ -18,6 +18,7 @@ def process_request(self: Task, batch_id: str, line: int) -> str:
     """Returns a tiny, deterministic status (a chord header result must not vary between redeliveries)."""
     result = process_line(context(), batch_id, line)
     if isinstance(result, Requeue):
+        log.info("batch %s line %d: back in %.1fs (%s)", batch_id, line, result.delay_s, result.reason)
         # A retry keeps the task's id and its place in the chord; the countdown stays far below the
         # broker's visibility timeout (BATCHQ_MAX_COUNTDOWN_S), so it is not redelivered while it waits.
         raise self.retry(countdown=max(result.delay_s, 0.05))

@@ -28,7 +28,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.redis_url, health_check_interval=30, socket_keepalive=True, retry_on_timeout=True
     )
     store = store_from_url(
-        settings.storage_url, s3_endpoint_url=settings.s3_endpoint_url, checksum_mode=settings.s3_checksum_mode
+        settings.storage_url,
+        s3_endpoint_url=settings.s3_endpoint_url,
+        checksum_mode=settings.s3_checksum_mode,
+        s3_timeout_s=settings.s3_timeout_s,
     )
     app = FastAPI(title="batchq", version="0.1.0", description="OpenAI-compatible batch processing for LLM requests")
     app.state.services = Services(

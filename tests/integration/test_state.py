@@ -77,10 +77,12 @@ def test_active_batch_limit(redis: redis_lib.Redis) -> None:
 def test_lease_excludes_a_second_worker_until_it_expires(redis: redis_lib.Redis) -> None:
     state = BatchState(redis)
     new_batch(state)
-    assert state.take_lease("batch_t", 1, lease_s=0.3)
-    assert not state.take_lease("batch_t", 1, lease_s=0.3)
+    assert state.take_lease("batch_t", 1, lease_s=0.3).acquired
+    second = state.take_lease("batch_t", 1, lease_s=0.3)
+    assert not second.acquired and not second.done and 0 < second.held_for_s <= 0.3
     time.sleep(0.35)
-    assert state.take_lease("batch_t", 1, lease_s=5)  # the first holder died: its lease lapsed
+    assert state.take_lease("batch_t", 1, lease_s=5).acquired  # the first holder died: its lease lapsed
     state.record_outcome("batch_t", 1, {"x": 1}, success=True)
-    assert not state.take_lease("batch_t", 1, lease_s=5)  # done lines are never leased again
+    done = state.take_lease("batch_t", 1, lease_s=5)
+    assert done.done and not done.acquired  # done lines are never leased again
     assert state.missing_lines("batch_t", 3) == [0, 2]
