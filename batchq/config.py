@@ -61,8 +61,8 @@ class Settings(BaseSettings):
     upstream_read_timeout_s: float = 600.0
     retry_base_delay_s: float = 0.5
     retry_max_delay_s: float = 30.0
-    rate_limit_cooldown_s: float = 2.0
-    """After an upstream 429 every worker holds off this route this long (or Retry-After if longer)."""
+    rate_limit_cooldown_s: float = 1.0
+    """After an upstream 429 every worker holds off this route this long (the 429'd request waits its Retry-After)."""
     max_inline_wait_s: float = 5.0
     """A request task sleeps in place at most this long for its turn; longer waits are re-queued."""
     max_countdown_s: float = 60.0

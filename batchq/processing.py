@@ -157,7 +157,8 @@ def _call_until_settled(
             if answer.ok:
                 return _record_success(ctx, batch_id, line, request.custom_id, answer, usage)
             if answer.status_code == 429:
-                limiter.cooldown(max(next_delay(1, answer.headers, base_s=0, max_s=0), s.rate_limit_cooldown_s))
+                # Every worker pauses this route briefly; this request itself waits its Retry-After below.
+                limiter.cooldown(s.rate_limit_cooldown_s)
             retryable = is_retryable_status(answer.status_code, answer.headers)
             delay = next_delay(attempt, answer.headers, base_s=s.retry_base_delay_s, max_s=s.retry_max_delay_s)
         else:
