@@ -24,7 +24,7 @@ from batchq.validation import ValidationLimits
 @dataclass
 class WorkerContext:
     settings: Settings
-    redis: redis.Redis
+    redis: redis.Redis[bytes]
     store: ObjectStore
     state: BatchState
     files: FileRegistry

@@ -1,13 +1,13 @@
 """Errors the server answers with, each carrying its HTTP status and OpenAI error fields.
 
-    BatchqError                      500 api_error
-    ├── InvalidRequestError          400 invalid_request_error
-    │   └── PayloadTooLargeError     413
-    ├── AuthenticationError          401
-    ├── NotFoundError                404
-    ├── ConflictError                409
-    ├── RateLimitError               429 (too many active batches)
-    └── ServiceUnavailableError      503 (Redis or the store unreachable; retrying helps)
+BatchqError                      500 api_error
+├── InvalidRequestError          400 invalid_request_error
+│   └── PayloadTooLargeError     413
+├── AuthenticationError          401
+├── NotFoundError                404
+├── ConflictError                409
+├── RateLimitError               429 (too many active batches)
+└── ServiceUnavailableError      503 (Redis or the store unreachable; retrying helps)
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ _INT_FIELDS = ("bytes", "created_at")
 
 
 class FileRegistry:
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis[bytes]) -> None:
         self.redis = client
 
     def add(

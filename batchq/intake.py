@@ -29,7 +29,7 @@ def pack_index(entries: Iterable[tuple[int, int, int]]) -> bytes:
 def read_index_entry(ctx: WorkerContext, batch_id: str, line: int) -> tuple[int, int, int] | None:
     """(offset, length, line_no) of request ``line`` (0-based), or None if the index is gone."""
     start = line * INDEX_ENTRY.size
-    raw = ctx.redis.getrange(keys.batch_index(batch_id), start, start + INDEX_ENTRY.size - 1)
+    raw = ctx.redis.getrange(keys.batch_index(batch_id), start, start + INDEX_ENTRY.size - 1)  # type: ignore[no-untyped-call]
     if len(raw) != INDEX_ENTRY.size:
         return None
     offset, length, line_no = INDEX_ENTRY.unpack(raw)

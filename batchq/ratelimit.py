@@ -46,6 +46,8 @@ IN_FLIGHT_POLL_S = 0.05
 MAX_JITTER_S = 0.02
 #: Share of a wait added as jitter at most (short waits get proportionally short jitter).
 JITTER_FRACTION = 0.1
+#: Longest cooldown accepted (a day): anything longer is a bug or a quota problem, not a rate limit.
+MAX_COOLDOWN_S = 86_400.0
 #: Oldest token-log entries inspected to compute a ``tpm`` retry time (keeps the script O(log n)).
 TOKEN_WALK = 32
 #: Expired token-log entries dropped per call at most (keeps one call short; the rest go on the next call).
@@ -445,10 +447,10 @@ class RateLimiter:
         """Hold every worker off this route for ``seconds`` (after an upstream 429). Extends, never shortens.
 
         Args:
-            seconds: Length of the cooldown from now; values <= 0 do nothing.
+            seconds: Length of the cooldown from now, capped at :data:`MAX_COOLDOWN_S`; values <= 0 do nothing.
         """
         if seconds > 0:
-            self._cooldown(keys=self._keys, args=[math.ceil(seconds * 1000)])
+            self._cooldown(keys=self._keys, args=[math.ceil(min(seconds, MAX_COOLDOWN_S) * 1000)])
 
     def stats(self) -> dict[str, float]:
         """Snapshot of the route's state, for metrics and tests.

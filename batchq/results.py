@@ -26,8 +26,7 @@ def iter_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
         yield rest.rstrip(b"\r")
 
 
-def iter_results(store: ObjectStore, files: FileRegistry, state: BatchState, record: dict[str, Any]
-                 ) -> Iterator[bytes]:
+def iter_results(store: ObjectStore, files: FileRegistry, state: BatchState, record: dict[str, Any]) -> Iterator[bytes]:
     """Every recorded result line of the batch, in input order."""
     batch_id, total = record["id"], int(record.get("total", 0))
     if record["status"] in FINAL_STATUSES and (record.get("output_file_id") or record.get("error_file_id")):

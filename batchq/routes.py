@@ -122,10 +122,16 @@ class RouteTable:
         return cls(routes, default, served_models)
 
     def route_for(self, model: str | None) -> Route:
-        """The route serving ``model``.
+        """The route serving ``model``: its own route if an entry names it, else the default route if it serves it.
+
+        Args:
+            model: The batch's model (None: only an unrestricted default route serves it).
+
+        Returns:
+            The route.
 
         Raises:
-            LookupError: When no route serves it.
+            LookupError: When no route serves the model.
         """
         if model is not None and model in self._routes:
             return self._routes[model]
@@ -149,7 +155,15 @@ class RouteTable:
         return tuple(seen)
 
     def url_for(self, route: Route, line_url: str) -> str:
-        """The full upstream URL of an input line's ``url``: ``/v1/chat/completions`` -> ``{base}/chat/completions``."""
+        """The full upstream URL of an input line's ``url``.
+
+        Args:
+            route: The route the line goes to.
+            line_url: The line's ``url``, e.g. ``/v1/chat/completions`` (a leading ``/v1`` is the base's own).
+
+        Returns:
+            E.g. ``http://127.0.0.1:9000/v1/chat/completions`` for the base ``http://127.0.0.1:9000/v1``.
+        """
         path = line_url if line_url.startswith("/") else f"/{line_url}"
         if path == "/v1" or path.startswith("/v1/"):
             path = path[len("/v1") :]

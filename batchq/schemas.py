@@ -151,7 +151,12 @@ class ErrorEnvelope(BaseModel):
 
 
 def output_line(
-    *, request_id: str, custom_id: str, status_code: int | None, upstream_request_id: str | None, body: Any,
+    *,
+    request_id: str,
+    custom_id: str,
+    status_code: int | None,
+    upstream_request_id: str | None,
+    body: Any,
     error: dict[str, str] | None,
 ) -> dict[str, Any]:
     """One line of the output or error file (OpenAI's ``BatchRequestOutput``)."""

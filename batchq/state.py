@@ -11,7 +11,7 @@ import json
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -162,7 +162,7 @@ class Usage:
 class BatchState:
     """Reads and writes batch records. One instance per process; safe to share between threads."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis[bytes]) -> None:
         self.redis = client
         self._transition = client.register_script(_TRANSITION)
         self._record = client.register_script(_RECORD_OUTCOME)
@@ -179,7 +179,7 @@ class BatchState:
             while True:
                 try:
                     pipe.watch(active_key)
-                    if max_active > 0 and int(pipe.scard(active_key)) >= max_active:
+                    if max_active > 0 and cast(int, pipe.scard(active_key)) >= max_active:
                         pipe.reset()
                         return False
                     pipe.multi()
@@ -324,7 +324,7 @@ class BatchState:
         okey = keys.batch_outcomes(batch_id)
         for start in range(0, total, page):
             lines = list(range(start, min(start + page, total)))
-            yield from zip(lines, self.redis.hmget(okey, lines), strict=True)
+            yield from zip(lines, self.redis.hmget(okey, [str(n) for n in lines]), strict=True)
 
     def missing_lines(self, batch_id: str, total: int) -> list[int]:
         """Lines with no outcome and no live lease."""
@@ -354,8 +354,8 @@ class BatchState:
 # --- encoding ----------------------------------------------------------------------------------
 
 
-def _encode(fields: dict[str, Any]) -> dict[str, str]:
-    out: dict[str, str] = {}
+def _encode(fields: dict[str, Any]) -> dict[str | bytes, bytes | float | int | str]:
+    out: dict[str | bytes, bytes | float | int | str] = {}
     for name, value in fields.items():
         if value is None:
             continue
@@ -415,7 +415,7 @@ def to_batch(record: dict[str, Any], counts: dict[str, int]) -> Batch:
             completed=completed,
             failed=failed,
             cancelled=counts.get("cancelled", 0),
-            expired=counts.get("expired", 0),  # type: ignore[call-arg]
+            expired=counts.get("expired", 0),
         ),
         metadata=record.get("metadata"),
         model=record.get("model"),

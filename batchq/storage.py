@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 from urllib.parse import urlparse
 
 if TYPE_CHECKING:
@@ -259,7 +259,12 @@ class S3Store:
         self.client.head_bucket(Bucket=self.bucket)
 
 
-def make_s3_client(endpoint_url: str | None, checksum_mode: str = "when_required", timeout_s: float = 60.0) -> S3Client:
+ChecksumMode = Literal["when_required", "when_supported"]
+
+
+def make_s3_client(
+    endpoint_url: str | None, checksum_mode: ChecksumMode = "when_required", timeout_s: float = 60.0
+) -> S3Client:
     """A boto3 S3 client with retries and the checksum mode S3-compatible stores accept (boto3#4392)."""
     import boto3
     from botocore.config import Config
@@ -277,7 +282,11 @@ def make_s3_client(endpoint_url: str | None, checksum_mode: str = "when_required
 
 
 def store_from_url(
-    url: str, *, s3_endpoint_url: str | None = None, checksum_mode: str = "when_required", s3_timeout_s: float = 60.0
+    url: str,
+    *,
+    s3_endpoint_url: str | None = None,
+    checksum_mode: ChecksumMode = "when_required",
+    s3_timeout_s: float = 60.0,
 ) -> ObjectStore:
     """Build the store named by ``BATCHQ_STORAGE_URL``: ``file://path`` or ``s3://bucket/prefix``."""
     parsed = urlparse(url)

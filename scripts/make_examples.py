@@ -6,8 +6,18 @@ import json
 from pathlib import Path
 
 MODEL = "Llama-3.3-70B-Instruct"
-TOPICS = ["AI", "machine learning", "neural networks", "batch processing", "rate limits", "Redis", "Celery",
-          "object storage", "tokenization", "embeddings"]
+TOPICS = [
+    "AI",
+    "machine learning",
+    "neural networks",
+    "batch processing",
+    "rate limits",
+    "Redis",
+    "Celery",
+    "object storage",
+    "tokenization",
+    "embeddings",
+]
 
 
 def main() -> None:
@@ -18,8 +28,12 @@ def main() -> None:
             question = f"In one sentence, what is {TOPICS[i % len(TOPICS)]}? (#{i})"
             messages = [{"role": "user", "content": question}]
             if i % 3 == 0:  # OpenAI form
-                line = {"custom_id": f"req-{i}", "method": "POST", "url": "/v1/chat/completions",
-                        "body": {"model": MODEL, "messages": messages, "max_tokens": 64}}
+                line = {
+                    "custom_id": f"req-{i}",
+                    "method": "POST",
+                    "url": "/v1/chat/completions",
+                    "body": {"model": MODEL, "messages": messages, "max_tokens": 64},
+                }
             elif i % 3 == 1:  # source-document form
                 line = {"custom_id": f"req-{i}", "params": {"model": MODEL, "messages": messages, "max_tokens": 64}}
             else:  # bare form, with a custom_id so every line is easy to find

@@ -55,13 +55,14 @@ class Stack:
 
     def start(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
         log = open(LOGS / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the process
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=ROOT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=ROOT, start_new_session=True
+        )
         self.procs.append((name, proc))
         return proc
 
     def stop(self) -> None:
-        for name, proc in reversed(self.procs):
+        for _name, proc in reversed(self.procs):
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
         for name, proc in reversed(self.procs):
@@ -82,14 +83,25 @@ def main() -> None:
             if shutil.which("redis-server") is None:
                 raise SystemExit("redis-server is missing: run `make install`")
             (STATE / "redis").mkdir(parents=True, exist_ok=True)
-            proc = stack.start("redis", ["redis-server", str(ROOT / "deploy" / "redis.conf"), "--port", str(port),
-                                         "--dir", str(STATE / "redis")])
+            proc = stack.start(
+                "redis",
+                [
+                    "redis-server",
+                    str(ROOT / "deploy" / "redis.conf"),
+                    "--port",
+                    str(port),
+                    "--dir",
+                    str(STATE / "redis"),
+                ],
+            )
             wait_port(port, "redis", proc)
             env["BATCHQ_REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
         if "BATCHQ_UPSTREAM_URL" not in env:
             port = free_port(9000)
-            proc = stack.start("sim", [str(BIN / "batchq"), "sim", "--port", str(port), "--latency-ms", "100",
-                                       "--latency-jitter-ms", "50"])
+            proc = stack.start(
+                "sim",
+                [str(BIN / "batchq"), "sim", "--port", str(port), "--latency-ms", "100", "--latency-jitter-ms", "50"],
+            )
             wait_port(port, "sim", proc)
             env["BATCHQ_UPSTREAM_URL"] = f"http://127.0.0.1:{port}/v1"
         env.setdefault("BATCHQ_STORAGE_URL", f"file://{STATE / 'data'}")
@@ -97,12 +109,39 @@ def main() -> None:
         api_port = free_port(8000)
         proc = stack.start("api", [str(BIN / "batchq"), "api", "--port", str(api_port)])
         wait_port(api_port, "api", proc)
-        stack.start("worker", [str(BIN / "celery"), "-A", "workers", "worker", "-Q", "intake,requests,finalize",
-                               "-P", "threads", "-c", "64", "-l", "INFO", "-n", "demo@%h"])
+        stack.start(
+            "worker",
+            [
+                str(BIN / "celery"),
+                "-A",
+                "workers",
+                "worker",
+                "-Q",
+                "intake,requests,finalize",
+                "-P",
+                "threads",
+                "-c",
+                "64",
+                "-l",
+                "INFO",
+                "-n",
+                "demo@%h",
+            ],
+        )
         flower_port = free_port(5555)
         env["FLOWER_UNAUTHENTICATED_API"] = "true"
-        stack.start("flower", [str(BIN / "celery"), "-A", "workers", "flower", f"--port={flower_port}",
-                               "--address=127.0.0.1", "--max_tasks=20000"])
+        stack.start(
+            "flower",
+            [
+                str(BIN / "celery"),
+                "-A",
+                "workers",
+                "flower",
+                f"--port={flower_port}",
+                "--address=127.0.0.1",
+                "--max_tasks=20000",
+            ],
+        )
         api_url = f"http://127.0.0.1:{api_port}"
         os.environ["BATCHQ_URL"] = api_url
         print(f"API      {api_url}   (OpenAI base_url: {api_url}/v1)")
@@ -130,8 +169,10 @@ def demo(api_url: str) -> None:
     batch = batchq.submit_batch(requests=requests_path.read_text())
     print(f"Batch ID: {batch.id}\nStatus: {batch.status}")
     batch = batchq.wait(batch.id, progress=True)
-    print(f"Status: {batch.status}  completed={batch.request_counts.completed} failed={batch.request_counts.failed}"
-          f" total={batch.request_counts.total}")
+    print(
+        f"Status: {batch.status}  completed={batch.request_counts.completed} failed={batch.request_counts.failed}"
+        f" total={batch.request_counts.total}"
+    )
     if batch.usage:
         print(f"Tokens: {batch.usage.total_tokens}   estimated cost: {getattr(batch, 'estimated_cost', None)}")
     out = ROOT / ".batchq" / f"{batch.id}_output.jsonl"

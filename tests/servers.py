@@ -106,9 +106,23 @@ def redis_server_binary() -> str:
 def start_redis(workdir: Path, port: int, log_dir: Path, appendonly: bool = False) -> Proc:
     workdir.mkdir(parents=True, exist_ok=True)
     argv = [
-        redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir),
-        "--save", "", "--appendonly", "yes" if appendonly else "no", "--appendfsync", "everysec",
-        "--maxmemory-policy", "noeviction", "--daemonize", "no",
+        redis_server_binary(),
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        str(workdir),
+        "--save",
+        "",
+        "--appendonly",
+        "yes" if appendonly else "no",
+        "--appendfsync",
+        "everysec",
+        "--maxmemory-policy",
+        "noeviction",
+        "--daemonize",
+        "no",
     ]
     proc = Proc(f"redis-{port}", argv, log_dir).start()
     client = redis.Redis(port=port)
@@ -127,9 +141,24 @@ def batchq_cmd(*args: str) -> list[str]:
     return [str(VENV_BIN / "batchq"), *args]
 
 
-def celery_worker_cmd(name: str, *, queues: str = "intake,requests,finalize", pool: str = "threads",
-                      concurrency: int = 16) -> list[str]:
+def celery_worker_cmd(
+    name: str, *, queues: str = "intake,requests,finalize", pool: str = "threads", concurrency: int = 16
+) -> list[str]:
     return [
-        str(VENV_BIN / "celery"), "-A", "workers", "worker", "-Q", queues, "-P", pool, "-c", str(concurrency),
-        "-n", f"{name}@%h", "--without-gossip", "--without-mingle", "-l", "INFO",
+        str(VENV_BIN / "celery"),
+        "-A",
+        "workers",
+        "worker",
+        "-Q",
+        queues,
+        "-P",
+        pool,
+        "-c",
+        str(concurrency),
+        "-n",
+        f"{name}@%h",
+        "--without-gossip",
+        "--without-mingle",
+        "-l",
+        "INFO",
     ]

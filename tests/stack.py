@@ -36,10 +36,15 @@ class Stack:
             raise RuntimeError(f"API did not start:\n{proc.log_tail()}") from None
         return self.api_url
 
-    def start_worker(self, name: str, *, pool: str = "threads", concurrency: int = 16,
-                     queues: str = "intake,requests,finalize") -> Proc:
-        proc = Proc(f"worker-{name}", celery_worker_cmd(name, queues=queues, pool=pool, concurrency=concurrency),
-                    self.log_dir, self.env).start()
+    def start_worker(
+        self, name: str, *, pool: str = "threads", concurrency: int = 16, queues: str = "intake,requests,finalize"
+    ) -> Proc:
+        proc = Proc(
+            f"worker-{name}",
+            celery_worker_cmd(name, queues=queues, pool=pool, concurrency=concurrency),
+            self.log_dir,
+            self.env,
+        ).start()
         self.procs.append(proc)
         try:
             wait_for(lambda: "ready." in proc.log_tail(200) or not proc.alive(), 60, f"worker {name}", 0.2)
@@ -65,8 +70,9 @@ class Stack:
             proc.stop()
 
 
-def wait_final(api_url: str, batch_id: str, headers: dict[str, str] | None = None, timeout: float = 180,
-               stack: Stack | None = None) -> dict[str, Any]:
+def wait_final(
+    api_url: str, batch_id: str, headers: dict[str, str] | None = None, timeout: float = 180, stack: Stack | None = None
+) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     batch: dict[str, Any] = {}
     while time.monotonic() < deadline:
@@ -80,8 +86,12 @@ def wait_final(api_url: str, batch_id: str, headers: dict[str, str] | None = Non
 
 def chat_lines(n: int, model: str = "test-model", prefix: str = "req") -> list[dict[str, Any]]:
     return [
-        {"custom_id": f"{prefix}-{i}", "method": "POST", "url": "/v1/chat/completions",
-         "body": {"model": model, "messages": [{"role": "user", "content": f"Question {i}"}], "max_tokens": 20}}
+        {
+            "custom_id": f"{prefix}-{i}",
+            "method": "POST",
+            "url": "/v1/chat/completions",
+            "body": {"model": model, "messages": [{"role": "user", "content": f"Question {i}"}], "max_tokens": 20},
+        }
         for i in range(n)
     ]
 

@@ -27,8 +27,6 @@ def intake_batch(self: Task, batch_id: str) -> None:
         return
     # Deterministic task ids: a redelivered intake re-publishes the same ids, and repeats are harmless
     # because every line's outcome is recorded once. Only batch_id and the line number travel in a message.
-    header = [
-        process_request.si(batch_id, line).set(task_id=f"{batch_id}-{line}") for line in range(total)
-    ]
+    header = [process_request.si(batch_id, line).set(task_id=f"{batch_id}-{line}") for line in range(total)]
     chord(header)(finalize_batch.si(batch_id))
     log.info("batch %s: fanned out %d requests", batch_id, total)

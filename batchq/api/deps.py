@@ -23,7 +23,7 @@ LOCAL_ACCOUNT = "local"
 @dataclass
 class Services:
     settings: Settings
-    redis: redis.Redis
+    redis: redis.Redis[bytes]
     store: ObjectStore
     state: BatchState
     files: FileRegistry

@@ -105,7 +105,7 @@ async def receive_upload(request: Request, store: ObjectStore, storage_key: str,
 
     parser = MultipartParser(
         boundary,
-        {  # type: ignore[arg-type]
+        {
             "on_part_begin": on_part_begin,
             "on_part_data": on_part_data,
             "on_part_end": on_part_end,

@@ -14,8 +14,9 @@ StackFactory = Callable[..., Stack]
 
 
 @pytest.fixture
-def make_stack(redis: redis_lib.Redis, redis_url: str, log_dir: Path, tmp_path: Path, sim: str,
-               moto_endpoint: str) -> Iterator[StackFactory]:
+def make_stack(
+    redis: redis_lib.Redis, redis_url: str, log_dir: Path, tmp_path: Path, sim: str, moto_endpoint: str
+) -> Iterator[StackFactory]:
     """Build a Stack with BATCHQ_* settings for this test; extra settings override the defaults."""
     stacks: list[Stack] = []
 

@@ -20,18 +20,28 @@ def test_openai_sdk_on_s3_with_two_workers(make_stack: StackFactory, s3_bucket: 
     api = stack.start_api()
     stack.start_worker("w1", concurrency=32)
     stack.start_worker("w2", concurrency=32)
-    httpx.post(sim.removesuffix("/v1") + "/sim/config", json={"fail_rules": [
-        {"match": "^req-1[0-9]$", "status": 400, "times": -1,
-         "body": {"error": {"message": "bad prompt", "type": "invalid_request_error", "code": "bad_prompt"}}},
-    ]}).raise_for_status()
+    httpx.post(
+        sim.removesuffix("/v1") + "/sim/config",
+        json={
+            "fail_rules": [
+                {
+                    "match": "^req-1[0-9]$",
+                    "status": 400,
+                    "times": -1,
+                    "body": {"error": {"message": "bad prompt", "type": "invalid_request_error", "code": "bad_prompt"}},
+                },
+            ]
+        },
+    ).raise_for_status()
     lines = chat_lines(2000)
     client = OpenAI(base_url=f"{api}/v1", api_key="local-key", max_retries=0)
 
     # When: the official SDK uploads the file, creates the batch and polls it
     uploaded = client.files.create(file=("requests.jsonl", io.BytesIO(to_jsonl(lines))), purpose="batch")
     assert uploaded.purpose == "batch" and uploaded.bytes == len(to_jsonl(lines))
-    batch = client.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions",
-                                  completion_window="24h", metadata={"job": "e2e"})
+    batch = client.batches.create(
+        input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h", metadata={"job": "e2e"}
+    )
     assert batch.status == "validating"
     final = wait_final(api, batch.id, timeout=240, stack=stack)
     batch = client.batches.retrieve(batch.id)
@@ -72,11 +82,14 @@ def test_accounts_see_only_their_own_objects(make_stack: StackFactory) -> None:
     wait_final(api, batch.id, headers={"Authorization": "Bearer key-alice"}, stack=stack)
 
     # Then: bob gets 404 for the file, its content, the batch, its cancel; and cannot build on alice's file
-    for call in (lambda: bob.files.retrieve(f.id), lambda: bob.files.content(f.id),
-                 lambda: bob.batches.retrieve(batch.id), lambda: bob.batches.cancel(batch.id),
-                 lambda: bob.files.delete(f.id),
-                 lambda: bob.batches.create(input_file_id=f.id, endpoint="/v1/chat/completions",
-                                            completion_window="24h")):
+    for call in (
+        lambda: bob.files.retrieve(f.id),
+        lambda: bob.files.content(f.id),
+        lambda: bob.batches.retrieve(batch.id),
+        lambda: bob.batches.cancel(batch.id),
+        lambda: bob.files.delete(f.id),
+        lambda: bob.batches.create(input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h"),
+    ):
         with pytest.raises(NotFoundError):
             call()
     assert [b.id for b in bob.batches.list().data] == []

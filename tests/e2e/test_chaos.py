@@ -38,10 +38,13 @@ def configure_sim(sim: str, **config: Any) -> None:
 
 
 def submit(api: str, lines: list[dict[str, Any]], **extra: Any) -> str:
-    file_id = httpx.post(f"{api}/v1/files", files={"file": ("in.jsonl", to_jsonl(lines))},
-                         data={"purpose": "batch"}).json()["id"]
-    r = httpx.post(f"{api}/v1/batches", json={"input_file_id": file_id, "endpoint": "/v1/chat/completions",
-                                              "completion_window": "24h", **extra})
+    file_id = httpx.post(
+        f"{api}/v1/files", files={"file": ("in.jsonl", to_jsonl(lines))}, data={"purpose": "batch"}
+    ).json()["id"]
+    r = httpx.post(
+        f"{api}/v1/batches",
+        json={"input_file_id": file_id, "endpoint": "/v1/chat/completions", "completion_window": "24h", **extra},
+    )
     assert r.status_code == 200, r.text
     return str(r.json()["id"])
 
@@ -59,10 +62,16 @@ def wait_progress(api: str, batch_id: str, at_least: int, timeout: float = 120) 
 
 def assert_exactly_once(api: str, batch: dict[str, Any], lines: list[dict[str, Any]]) -> tuple[list[Any], list[Any]]:
     """Every input custom_id exactly once across the two files; counters equal to the files."""
-    output = parse_jsonl(httpx.get(f"{api}/v1/files/{batch['output_file_id']}/content").content) \
-        if batch["output_file_id"] else []
-    errors = parse_jsonl(httpx.get(f"{api}/v1/files/{batch['error_file_id']}/content").content) \
-        if batch["error_file_id"] else []
+    output = (
+        parse_jsonl(httpx.get(f"{api}/v1/files/{batch['output_file_id']}/content").content)
+        if batch["output_file_id"]
+        else []
+    )
+    errors = (
+        parse_jsonl(httpx.get(f"{api}/v1/files/{batch['error_file_id']}/content").content)
+        if batch["error_file_id"]
+        else []
+    )
     seen = Counter(r["custom_id"] for r in output + errors)
     expected = {line["custom_id"] for line in lines}
     assert set(seen) == expected, f"missing {len(expected - set(seen))}, unexpected {len(set(seen) - expected)}"
@@ -156,8 +165,9 @@ def test_s3_outage_mid_batch_and_finalize(make_stack: StackFactory, sim: str, lo
     boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="outage")
     try:
         configure_sim(sim, latency_ms=20)
-        stack = make_stack(storage="s3", s3_bucket="outage", s3_endpoint_url=endpoint, s3_timeout_s="1",
-                           **FAST_RECOVERY)
+        stack = make_stack(
+            storage="s3", s3_bucket="outage", s3_endpoint_url=endpoint, s3_timeout_s="1", **FAST_RECOVERY
+        )
         api = stack.start_api()
         stack.start_worker("w1", concurrency=8)
         lines = chat_lines(600)
@@ -248,5 +258,3 @@ def test_expiry_mid_batch(make_stack: StackFactory, sim: str) -> None:
 def _reset_sim(sim: str) -> None:
     """Each chaos test configures the simulator itself; start from defaults."""
     httpx.post(sim.removesuffix("/v1") + "/sim/reset").raise_for_status()
-
-

@@ -24,7 +24,7 @@ from tests.e2e.test_chaos import configure_sim
 from tests.servers import batchq_cmd
 from tests.stack import Stack, chat_lines, parse_jsonl, to_jsonl, wait_final
 
-SEED_COMPLETE_EXAMPLE = '''
+SEED_COMPLETE_EXAMPLE = """
 import json
 
 requests = [
@@ -67,7 +67,7 @@ for result in results:
         print(f"{result['custom_id']}: {content}")
     else:
         print(f"{result['custom_id']}: Error - {result['error']}")
-'''
+"""
 
 
 @pytest.fixture
@@ -93,8 +93,14 @@ def test_seed_complete_example_runs_unchanged(local_stack: Stack, tmp_path: Path
     script = tmp_path / "example.py"
     script.write_text(SEED_COMPLETE_EXAMPLE.replace("import regolo", "import batchq").replace("regolo.", "batchq."))
     # When: it runs as a user would run it
-    proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=180,
-                          env={**os.environ, "BATCHQ_URL": local_stack.api_url})
+    proc = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**os.environ, "BATCHQ_URL": local_stack.api_url},
+    )
     # Then: it prints a line per request with the upstream's answer
     assert proc.returncode == 0, proc.stderr + local_stack.logs()
     out = proc.stdout.splitlines()
@@ -112,9 +118,20 @@ def test_seed_snippets_with_local_store(module_client: str, tmp_path: Path) -> N
             if i % 2:
                 f.write(json.dumps({"messages": [{"role": "user", "content": f"What is {i}?"}]}) + "\n")
             else:
-                f.write(json.dumps({"custom_id": f"request-{i + 1}-p", "params": {
-                    "messages": [{"role": "user", "content": f"What is {i}?"}], "max_tokens": 100,
-                    "temperature": 0.7, "top_p": 0.9}}) + "\n")
+                f.write(
+                    json.dumps(
+                        {
+                            "custom_id": f"request-{i + 1}-p",
+                            "params": {
+                                "messages": [{"role": "user", "content": f"What is {i}?"}],
+                                "max_tokens": 100,
+                                "temperature": 0.7,
+                                "top_p": 0.9,
+                            },
+                        }
+                    )
+                    + "\n"
+                )
     # When: Step 2-4 of the document
     with open(path) as f:
         batch_data = f.read()
@@ -127,7 +144,8 @@ def test_seed_snippets_with_local_store(module_client: str, tmp_path: Path) -> N
     results = list(batchq.get_batch_results(batch_id=batch.id))
     # Then: every result in input order, bare lines named request-<line>, in the document's output format
     assert [r["custom_id"] for r in results] == [
-        f"request-{i + 1}-p" if i % 2 == 0 else f"request-{i + 1}" for i in range(1000)]
+        f"request-{i + 1}-p" if i % 2 == 0 else f"request-{i + 1}" for i in range(1000)
+    ]
     first = results[0]
     assert first["id"].startswith("batch_req_") and first["error"] is None
     assert first["response"]["status_code"] == 200
@@ -151,8 +169,12 @@ def test_openai_sdk_every_endpoint(local_stack: Stack) -> None:
     assert f.id in [x.id for x in client.files.list(purpose="batch")]
     assert client.files.content(f.id).content == content
     # batches: create three, list with pagination, retrieve, cancel
-    batches = [client.batches.create(input_file_id=f.id, endpoint="/v1/chat/completions",
-                                     completion_window="24h", metadata={"n": str(i)}) for i in range(3)]
+    batches = [
+        client.batches.create(
+            input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h", metadata={"n": str(i)}
+        )
+        for i in range(3)
+    ]
     page = client.batches.list(limit=2)
     assert [b.id for b in page.data] == [batches[2].id, batches[1].id] and page.has_more
     assert [b.id for b in client.batches.list(limit=2, after=batches[1].id).data] == [batches[0].id]
@@ -239,8 +261,14 @@ def test_cli_submit_wait_under_a_pty(local_stack: Stack, sim: str, tmp_path: Pat
     env = {**os.environ, "BATCHQ_URL": local_stack.api_url, "COLUMNS": "120", "TERM": "xterm"}
     # When: `batchq submit FILE --wait` runs with its output on a pseudo-terminal
     master, slave = pty.openpty()
-    proc = subprocess.Popen(batchq_cmd("submit", str(requests_file), "--wait", "--poll-interval", "0.2"),
-                            stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True)
+    proc = subprocess.Popen(
+        batchq_cmd("submit", str(requests_file), "--wait", "--poll-interval", "0.2"),
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=env,
+        close_fds=True,
+    )
     os.close(slave)
     screen = b""
     deadline = time.monotonic() + 120
@@ -267,8 +295,7 @@ def test_cli_submit_wait_under_a_pty(local_stack: Stack, sim: str, tmp_path: Pat
     batch_id = batch_id.strip(".,:;'\"")
     # and `batchq results ID --output F` writes every result line
     out = tmp_path / "results.jsonl"
-    r = subprocess.run(batchq_cmd("results", batch_id, "--output", str(out)), env=env, capture_output=True,
-                       timeout=60)
+    r = subprocess.run(batchq_cmd("results", batch_id, "--output", str(out)), env=env, capture_output=True, timeout=60)
     assert r.returncode == 0, r.stderr
     results = parse_jsonl(out.read_bytes())
     assert [x["custom_id"] for x in results] == [f"req-{i}" for i in range(300)]
@@ -277,15 +304,17 @@ def test_cli_submit_wait_under_a_pty(local_stack: Stack, sim: str, tmp_path: Pat
     assert status.returncode == 0 and json.loads(status.stdout)["status"] == "completed"
     missing = subprocess.run(batchq_cmd("status", "batch_nope"), env=env, capture_output=True, timeout=60)
     assert missing.returncode == 5
-    down = subprocess.run(batchq_cmd("status", batch_id), env={**env, "BATCHQ_URL": "http://127.0.0.1:9"},
-                          capture_output=True, timeout=60)
+    down = subprocess.run(
+        batchq_cmd("status", batch_id), env={**env, "BATCHQ_URL": "http://127.0.0.1:9"}, capture_output=True, timeout=60
+    )
     assert down.returncode == 7
 
 
 def test_idempotency_key_makes_one_batch(local_stack: Stack) -> None:
     api = local_stack.api_url
-    file_id = httpx.post(f"{api}/v1/files", files={"file": ("a.jsonl", to_jsonl(chat_lines(2)))},
-                         data={"purpose": "batch"}).json()["id"]
+    file_id = httpx.post(
+        f"{api}/v1/files", files={"file": ("a.jsonl", to_jsonl(chat_lines(2)))}, data={"purpose": "batch"}
+    ).json()["id"]
     body = {"input_file_id": file_id, "endpoint": "/v1/chat/completions", "completion_window": "24h"}
     first = httpx.post(f"{api}/v1/batches", json=body, headers={"Idempotency-Key": "k-1"}).json()
     second = httpx.post(f"{api}/v1/batches", json=body, headers={"Idempotency-Key": "k-1"}).json()

@@ -35,8 +35,10 @@ def test_three_workers_share_one_limit(make_stack: StackFactory, sim: str) -> No
     # Then: the upstream never saw more than the limit in any window, and nothing was refused
     stats = sim_stats(sim)
     ideal = 2000 / 1200 * 60
-    print(f"\n2,000 requests at 1,200 RPM: {elapsed:.1f}s (ideal {ideal:.0f}s, {elapsed / ideal:.3f}x); "
-          f"max in any 60 s window: {stats['max_in_window']}; statuses: {stats['by_status']}")
+    print(
+        f"\n2,000 requests at 1,200 RPM: {elapsed:.1f}s (ideal {ideal:.0f}s, {elapsed / ideal:.3f}x); "
+        f"max in any 60 s window: {stats['max_in_window']}; statuses: {stats['by_status']}"
+    )
     assert batch["status"] == "completed", stack.logs()
     assert stats["max_in_window"] <= 1200
     assert stats["by_status"] == {"200": 2000}
@@ -45,21 +47,45 @@ def test_three_workers_share_one_limit(make_stack: StackFactory, sim: str) -> No
     assert elapsed <= ideal * 1.10
 
 
-def test_faults_are_ridden_out_and_exhausted_lines_keep_their_last_answer(make_stack: StackFactory,
-                                                                          sim: str) -> None:
+def test_faults_are_ridden_out_and_exhausted_lines_keep_their_last_answer(make_stack: StackFactory, sim: str) -> None:
     # Given: 10 % 5xx, 5 % 429 and 2 % timeouts at random, plus chosen lines that always fail:
     # "dead-*" always 503 (retried until attempts run out), "bad-*" always 400 (never retried),
     # "slow-*" always stall past the read timeout
-    configure_sim(sim, error_rate=0.10, rate_429=0.05, timeout_rate=0.02, stall_s=30, fail_rules=[
-        {"match": "^dead-", "status": 503, "times": -1,
-         "body": {"error": {"message": "overloaded", "type": "server_error", "code": "overloaded"}}},
-        {"match": "^bad-", "status": 400, "times": -1,
-         "body": {"error": {"message": "context too long", "type": "invalid_request_error",
-                            "code": "context_length_exceeded"}}},
-        {"match": "^slow-", "action": "stall", "times": -1},
-    ])
-    stack = make_stack(upstream_read_timeout_s="1", max_attempts="4", rate_limit_cooldown_s="0.2",
-                       retry_base_delay_s="0.05", retry_max_delay_s="0.3")
+    configure_sim(
+        sim,
+        error_rate=0.10,
+        rate_429=0.05,
+        timeout_rate=0.02,
+        stall_s=30,
+        fail_rules=[
+            {
+                "match": "^dead-",
+                "status": 503,
+                "times": -1,
+                "body": {"error": {"message": "overloaded", "type": "server_error", "code": "overloaded"}},
+            },
+            {
+                "match": "^bad-",
+                "status": 400,
+                "times": -1,
+                "body": {
+                    "error": {
+                        "message": "context too long",
+                        "type": "invalid_request_error",
+                        "code": "context_length_exceeded",
+                    }
+                },
+            },
+            {"match": "^slow-", "action": "stall", "times": -1},
+        ],
+    )
+    stack = make_stack(
+        upstream_read_timeout_s="1",
+        max_attempts="4",
+        rate_limit_cooldown_s="0.2",
+        retry_base_delay_s="0.05",
+        retry_max_delay_s="0.3",
+    )
     api = stack.start_api()
     stack.start_worker("w1", concurrency=32)
     stack.start_worker("w2", concurrency=32)

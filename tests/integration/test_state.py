@@ -12,19 +12,29 @@ from batchq.state import BatchState, Usage
 
 
 def new_batch(state: BatchState, batch_id: str = "batch_t", total: int = 3, account: str = "acct") -> None:
-    assert state.create({"id": batch_id, "account": account, "endpoint": "/v1/chat/completions",
-                         "input_file_id": "file-x", "completion_window": "24h", "status": "validating",
-                         "created_at": int(time.time()), "expires_at": int(time.time()) + 60, "total": total},
-                        max_active=10)
+    assert state.create(
+        {
+            "id": batch_id,
+            "account": account,
+            "endpoint": "/v1/chat/completions",
+            "input_file_id": "file-x",
+            "completion_window": "24h",
+            "status": "validating",
+            "created_at": int(time.time()),
+            "expires_at": int(time.time()) + 60,
+            "total": total,
+        },
+        max_active=10,
+    )
 
 
 def test_outcome_is_recorded_once_and_counters_move_with_it(redis: redis_lib.Redis) -> None:
     state = BatchState(redis)
     new_batch(state)
-    first = state.record_outcome("batch_t", 0, {"custom_id": "a", "error": None}, success=True,
-                                 usage=Usage(10, 5, 15))
-    again = state.record_outcome("batch_t", 0, {"custom_id": "a", "error": {"code": "x"}}, success=False,
-                                 usage=Usage(99, 99, 198))
+    first = state.record_outcome("batch_t", 0, {"custom_id": "a", "error": None}, success=True, usage=Usage(10, 5, 15))
+    again = state.record_outcome(
+        "batch_t", 0, {"custom_id": "a", "error": {"code": "x"}}, success=False, usage=Usage(99, 99, 198)
+    )
     assert first.recorded and not again.recorded
     assert state.counts("batch_t") == {"completed": 1, "input_tokens": 10, "output_tokens": 5, "total_tokens": 15}
     assert (again.done, again.total) == (1, 3)
