@@ -369,7 +369,7 @@ def _decode(raw: dict[bytes, bytes]) -> dict[str, Any]:
         name, text = k.decode(), v.decode()
         if name in _JSON_FIELDS:
             record[name] = json.loads(text)
-        elif name in _INT_FIELDS or name in ("total", "last_progress_ms"):
+        elif name in _INT_FIELDS or name in ("total", "last_progress_ms", "published"):
             record[name] = int(text)
         else:
             record[name] = text
