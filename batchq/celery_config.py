@@ -66,6 +66,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "redis_retry_on_timeout": True,
         "redis_backend_health_check_interval": 25,
         "task_default_queue": "requests",
+        # Only used when someone runs `celery -A workers beat`; workers sweep on their own timer anyway
+        # (both take the same Redis lock, so running both is harmless).
+        "beat_schedule": {"batchq-sweep": {"task": SWEEP_TASK, "schedule": settings.sweep_interval_s}},
         "task_routes": {
             INTAKE_TASK: {"queue": "intake"},
             REQUEST_TASK: {"queue": "requests"},

@@ -18,7 +18,7 @@ SUPPORTED_ENDPOINTS: tuple[str, ...] = ("/v1/chat/completions", "/v1/embeddings"
 class Settings(BaseSettings):
     """Every knob of batchq. Defaults follow DESIGN.md."""
 
-    model_config = SettingsConfigDict(env_prefix="BATCHQ_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="BATCHQ_", extra="ignore", env_ignore_empty=True)
 
     # --- wiring -------------------------------------------------------------------------------
     redis_url: str = "redis://127.0.0.1:6379/0"

@@ -170,7 +170,9 @@ def _call_until_settled(
         stop_code = _stop_code(ctx, batch_id)
         if stop_code:
             return record_batch_outcome(ctx, batch_id, line, stop_code)
-        if delay > s.max_inline_wait_s:
+        if delay > s.max_inline_wait_s or isinstance(answer, UpstreamFailure):
+            # A timeout already held this slot for a whole read timeout: give the slot back rather than
+            # chaining calls inside one task (a rollout's grace period must cover one call, not six).
             ctx.state.release_lease(batch_id, line)
             return Requeue(min(delay, s.max_countdown_s), f"retry after {answer_label(answer)}")
         time.sleep(delay)

@@ -111,4 +111,6 @@ def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
     import uvicorn
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(create_app(), host=host, port=port, log_level="warning", proxy_headers=False)
+    uvicorn.run(
+        create_app(), host=host, port=port, log_level="warning", proxy_headers=False, timeout_graceful_shutdown=30
+    )

@@ -12,6 +12,12 @@ from batchq.celery_config import QUEUES
 router = APIRouter(tags=["health"])
 
 
+@router.get("/livez")
+def livez() -> JSONResponse:
+    """200 while the process serves requests (a liveness probe that does not restart it during an outage)."""
+    return JSONResponse({"status": "ok"})
+
+
 @router.get("/healthz")
 def healthz(services: ServicesDep) -> JSONResponse:
     """200 when Redis and the object store answer, 503 otherwise."""
