@@ -56,22 +56,13 @@ LineResult = Done | Skipped | Requeue
 
 
 def record_batch_outcome(ctx: WorkerContext, batch_id: str, line: int, code: str) -> Done:
-    """Record ``batch_cancelled`` / ``batch_expired`` (or any non-HTTP failure code) for a line not sent."""
-    custom_id = _custom_id_or_placeholder(ctx, batch_id, line)
+    """Record ``batch_cancelled`` / ``batch_expired`` for a line that was not sent."""
     message = CANCELLED_MESSAGE if code == "batch_cancelled" else EXPIRED_MESSAGE
     counter = {"batch_cancelled": "cancelled", "batch_expired": "expired"}.get(code, "")
-    outcome = output_line(
-        request_id=request_id(batch_id, line),
-        custom_id=custom_id,
-        status_code=None,
-        upstream_request_id=None,
-        body=None,
-        error={"code": code, "message": message},
+    custom_id = _custom_id_or_placeholder(ctx, batch_id, line)
+    return _record(
+        ctx, batch_id, line, custom_id, None, {"code": code, "message": message}, metric=code, extra_counter=counter
     )
-    result = ctx.state.record_outcome(batch_id, line, outcome, success=False, extra_counter=counter)
-    if result.recorded:
-        ctx.redis.hincrby(keys.metrics_totals(), code, 1)
-    return Done(result.recorded, result.batch_done)
 
 
 def process_line(ctx: WorkerContext, batch_id: str, line: int) -> LineResult:
@@ -192,56 +183,53 @@ def _stop_code(ctx: WorkerContext, batch_id: str) -> str:
     return ""
 
 
-def _record_success(
-    ctx: WorkerContext, batch_id: str, line: int, custom_id: str, answer: UpstreamAnswer, usage: Usage
+def _record(
+    ctx: WorkerContext,
+    batch_id: str,
+    line: int,
+    custom_id: str,
+    answer: UpstreamAnswer | None,
+    error: dict[str, str] | None,
+    *,
+    metric: str,
+    extra_counter: str = "",
+    usage: Usage | None = None,
 ) -> Done:
+    """The one way an outcome is written: the output-line JSON, recorded once, counted in /metrics once."""
     outcome = output_line(
         request_id=request_id(batch_id, line),
         custom_id=custom_id,
-        status_code=answer.status_code,
-        upstream_request_id=answer.request_id,
-        body=answer.body,
-        error=None,
+        status_code=answer.status_code if answer else None,
+        upstream_request_id=answer.request_id if answer else None,
+        body=answer.body if answer else None,
+        error=error,
     )
-    result = ctx.state.record_outcome(batch_id, line, outcome, success=True, usage=usage)
+    result = ctx.state.record_outcome(
+        batch_id, line, outcome, success=error is None, extra_counter=extra_counter, usage=usage
+    )
     if result.recorded:
-        ctx.redis.hincrby(keys.metrics_totals(), "succeeded", 1)
+        ctx.redis.hincrby(keys.metrics_totals(), metric, 1)
     return Done(result.recorded, result.batch_done)
+
+
+def _record_success(
+    ctx: WorkerContext, batch_id: str, line: int, custom_id: str, answer: UpstreamAnswer, usage: Usage
+) -> Done:
+    return _record(ctx, batch_id, line, custom_id, answer, None, metric="succeeded", usage=usage)
 
 
 def _record_last_answer(
     ctx: WorkerContext, batch_id: str, line: int, custom_id: str, answer: UpstreamAnswer | UpstreamFailure
 ) -> Done:
+    """The last upstream answer of a line that ran out of attempts (or may not be retried) goes to the error file."""
     if isinstance(answer, UpstreamFailure):
         return _record_failure(ctx, batch_id, line, custom_id, answer.code, answer.message)
     error = {"code": answer.error_code(), "message": answer.error_message()}
-    outcome = output_line(
-        request_id=request_id(batch_id, line),
-        custom_id=custom_id,
-        status_code=answer.status_code,
-        upstream_request_id=answer.request_id,
-        body=answer.body,
-        error=error,
-    )
-    result = ctx.state.record_outcome(batch_id, line, outcome, success=False)
-    if result.recorded:
-        ctx.redis.hincrby(keys.metrics_totals(), "upstream_error", 1)
-    return Done(result.recorded, result.batch_done)
+    return _record(ctx, batch_id, line, custom_id, answer, error, metric="upstream_error")
 
 
 def _record_failure(ctx: WorkerContext, batch_id: str, line: int, custom_id: str, code: str, message: str) -> Done:
-    outcome = output_line(
-        request_id=request_id(batch_id, line),
-        custom_id=custom_id,
-        status_code=None,
-        upstream_request_id=None,
-        body=None,
-        error={"code": code, "message": message},
-    )
-    result = ctx.state.record_outcome(batch_id, line, outcome, success=False)
-    if result.recorded:
-        ctx.redis.hincrby(keys.metrics_totals(), code, 1)
-    return Done(result.recorded, result.batch_done)
+    return _record(ctx, batch_id, line, custom_id, None, {"code": code, "message": message}, metric=code)
 
 
 def _custom_id_or_placeholder(ctx: WorkerContext, batch_id: str, line: int) -> str:
