@@ -73,7 +73,14 @@ class Stack:
             print(f"stopped {name}")
 
 
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
+    # Ctrl-C and a plain `kill` both stop the whole stack (a background shell would otherwise ignore SIGINT).
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     LOGS.mkdir(parents=True, exist_ok=True)
     stack = Stack()
     env = stack.env
