@@ -85,12 +85,8 @@ def _process(ctx: WorkerContext, batch_id: str, line: int) -> LineResult:
     if ctx.state.has_outcome(batch_id, line):
         return Done(False, False)
     status = record["status"]
-    if status in ("cancelling", "cancelled"):
-        return record_batch_outcome(ctx, batch_id, line, "batch_cancelled")
-    if time.time() >= int(record.get("expires_at", 0)):
-        return record_batch_outcome(ctx, batch_id, line, "batch_expired")
     if status in FINAL_STATUSES or status == "validating":
-        return Skipped(f"batch is {status}")
+        return Skipped(f"batch is {status}")  # a late duplicate must not move a final batch's counters
 
     # Long enough for one attempt plus the waits around it; the holder extends it before every attempt.
     lease_s = s.upstream_connect_timeout_s + s.upstream_read_timeout_s + 2 * s.max_inline_wait_s + s.lease_margin_s
@@ -101,6 +97,11 @@ def _process(ctx: WorkerContext, batch_id: str, line: int) -> LineResult:
         # Another worker is on it (a redelivered duplicate), or one that died holds it until the lease lapses:
         # come back then, so the line cannot be lost with the dead worker.
         return Requeue(min(lease.held_for_s + 0.5, s.max_countdown_s), "leased by another worker")
+    # Cancelled or expired lines are recorded under the lease too, so a call in flight is never overruled.
+    if status == "cancelling":
+        return record_batch_outcome(ctx, batch_id, line, "batch_cancelled")
+    if time.time() >= int(record.get("expires_at", 0)):
+        return record_batch_outcome(ctx, batch_id, line, "batch_expired")
     entry = read_index_entry(ctx, batch_id, line)
     if entry is None:
         ctx.state.release_lease(batch_id, line)
