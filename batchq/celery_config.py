@@ -53,7 +53,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_soft_shutdown_timeout": 30,
         "worker_eta_task_limit": 1000,
         "worker_hijack_root_logger": False,
-        "worker_send_task_events": True,
+        # Off by default (three pub/sub messages per task); Flower turns them on in running workers when it starts.
+        "worker_send_task_events": False,
         "task_send_sent_event": False,
         "task_track_started": False,
         "result_expires": 3 * 24 * 3600,

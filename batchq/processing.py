@@ -82,8 +82,6 @@ def _process(ctx: WorkerContext, batch_id: str, line: int) -> LineResult:
     record = ctx.state.get_record(batch_id)
     if record is None:
         return Skipped("unknown batch")
-    if ctx.state.has_outcome(batch_id, line):
-        return Done(False, False)
     status = record["status"]
     if status in FINAL_STATUSES or status == "validating":
         return Skipped(f"batch is {status}")  # a late duplicate must not move a final batch's counters
@@ -133,12 +131,15 @@ def _call_until_settled(
     limiter = ctx.limiter(route)
     url = ctx.routes.url_for(route, request.url)
     estimate = estimate_tokens(request.body)
+    first_attempt = True
     while True:
         grant = limiter.acquire(estimate, max_wait_s=s.max_inline_wait_s)
         if isinstance(grant, Denied):
             ctx.state.release_lease(batch_id, line)
             return Requeue(min(grant.retry_after_s, s.max_countdown_s), f"rate limit ({grant.reason})")
-        ctx.state.extend_lease(batch_id, line, lease_s)
+        if not first_attempt:  # the lease was just taken for the first one
+            ctx.state.extend_lease(batch_id, line, lease_s)
+        first_attempt = False
         attempt = ctx.state.add_attempt(batch_id, line)
         answer = ctx.upstream.post(
             url, request.body, api_key=route.api_key, batch_id=batch_id, custom_id=request.custom_id
