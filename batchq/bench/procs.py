@@ -61,9 +61,13 @@ class Proc:
     def start(self) -> Proc:
         with open(self.log_path, "ab") as log:  # the child keeps its own copy of the descriptor
             self.popen = subprocess.Popen(
-                self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env,
+                self.argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self.env,
                 start_new_session=True,
-            )  # fmt: skip
+            )
         return self
 
     @property
@@ -121,8 +125,13 @@ class ProcGroup:
         return proc.start()
 
     def stop_all(self) -> None:
-        for proc in reversed(self.procs):
-            proc.stop()
+        """Stop every process; a second Ctrl-C waits until this is done (it is bounded: about 15 s a process)."""
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:
+            for proc in reversed(self.procs):
+                proc.stop()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
     def __enter__(self) -> ProcGroup:
         return self

@@ -1,0 +1,5 @@
+"""``python -m batchq.bench`` / ``make bench``; ``--help`` lists the flags."""
+
+from batchq.bench.cli import main
+
+raise SystemExit(main())
