@@ -33,6 +33,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # kombu 5.7: scan for unacked messages of dead workers this often (default ~100 s).
         "unacked_restore_interval": settings.unacked_restore_interval_s,
         "unacked_restore_throttle": 1,
+        # kombu's own Redis pool defaults to 10 connections: a worker with more concurrent tasks fails acks
+        # with MaxConnectionsError and stalls (measured with gevent -c 256; see docs/bench.md).
+        "max_connections": 512,
     }
     return {
         "broker_url": settings.redis_url,
