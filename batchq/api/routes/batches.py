@@ -18,6 +18,7 @@ from batchq.errors import ConflictError, InvalidRequestError, NotFoundError, Rat
 from batchq.keys import new_batch_id
 from batchq.pipeline.results import iter_results
 from batchq.schemas import FINAL_STATUSES, Batch, BatchList
+from batchq.state import LineState
 
 router = APIRouter(prefix="/batches", tags=["batches"])
 
@@ -139,7 +140,7 @@ def read_batch_results(
         )
     record = services.state.get_record(batch_id)
     assert record is not None
-    lines = iter_results(services.store, services.files, services.state, record)
+    lines = iter_results(services.store, services.files, LineState(services.state.redis), record)
     return StreamingResponse((line + b"\n" for line in lines), media_type="application/x-ndjson")
 
 
