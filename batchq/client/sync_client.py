@@ -29,6 +29,7 @@ from batchq.client.resources import BatchEndpoints, BoundOp, FileEndpoints, Sync
 __all__ = ["Batches", "Client", "Files"]
 
 T = TypeVar("T")
+SyncSleep = Callable[[float], None]
 
 
 class SyncRunner:
@@ -41,7 +42,7 @@ class SyncRunner:
         sleep: Waits between retries and polls.
     """
 
-    def __init__(self, conn: Connection, http: httpx.Client, *, owns_http: bool, sleep: Callable[[float], None]):
+    def __init__(self, conn: Connection, http: httpx.Client, *, owns_http: bool, sleep: SyncSleep) -> None:
         self.conn = conn
         self._http = http
         self._owns_http = owns_http
@@ -99,7 +100,7 @@ class Batches(BatchEndpoints, _Resource):
     """``client.batches``: create and follow batches, read their results, retry their failures."""
 
 
-class Client(BaseClient[httpx.BaseTransport, httpx.Client, Callable[[float], None]]):
+class Client(BaseClient[httpx.BaseTransport, httpx.Client, SyncSleep]):
     """Synchronous client of a batchq server.
 
     Args:
@@ -116,7 +117,7 @@ class Client(BaseClient[httpx.BaseTransport, httpx.Client, Callable[[float], Non
     files: Files
     batches: Batches
 
-    def _connect(self, setup: ClientSetup[httpx.BaseTransport, httpx.Client, Callable[[float], None]]) -> None:
+    def _connect(self, setup: ClientSetup[httpx.BaseTransport, httpx.Client, SyncSleep]) -> None:
         http = setup.http_client or httpx.Client(timeout=setup.timeout, transport=setup.transport)
         sleep = setup.sleep or time.sleep
         self._runner = SyncRunner(setup.conn, http, owns_http=setup.http_client is None, sleep=sleep)

@@ -4,6 +4,7 @@ module-level functions of batchq, against an in-memory server behind httpx.MockT
 from __future__ import annotations
 
 import asyncio
+import inspect
 import io
 import json
 import re
@@ -860,3 +861,19 @@ def test_async_client_mirrors_the_sync_one(server: FakeServer, tmp_path: Path) -
 
     asyncio.run(scenario())
     assert sleeps == [1.0, 3]
+
+
+def test_sync_and_async_methods_are_one_operation(server: FakeServer) -> None:
+    sync_client = Client("http://t", transport=httpx.MockTransport(server))
+    async_client = batchq.AsyncClient("http://t", transport=httpx.MockTransport(server))
+    for resource in ("files", "batches"):
+        for name in ("create", "retrieve", "list", "delete"):
+            sync_method = getattr(getattr(sync_client, resource), name)
+            async_method = getattr(getattr(async_client, resource), name)
+            assert inspect.signature(sync_method) == inspect.signature(async_method)
+            assert sync_method.__doc__ == async_method.__doc__ and sync_method.__name__ == name
+            assert inspect.iscoroutinefunction(async_method) and not inspect.iscoroutinefunction(sync_method)
+    assert "idempotency_key" in inspect.signature(sync_client.batches.create).parameters
+    assert list(inspect.signature(sync_client.batches.wait).parameters)[0] == "batch_id"
+    sync_client.close()
+    asyncio.run(async_client.aclose())
