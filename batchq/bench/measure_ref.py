@@ -82,7 +82,7 @@ def measure_celery(stack: Stack, s: Scenario, timeout_s: float, run: int) -> Mea
     figures: dict[str, Any] = json.loads(result.read_text())
     commands = sum(stack.redis_commands().values()) - commands_before
     sim = sim_figures(stack.sim_stats(), s.requests)
-    latencies, _ = read_probe(probe)
+    latencies, requeues = read_probe(probe)
     wall, completed = float(figures["wall_s"]), int(figures["completed"])
     if figures["timed_out"]:
         completed = min(int(stack.sim_stats().get("received", 0)), s.requests)  # answered calls, as an estimate
@@ -98,6 +98,7 @@ def measure_celery(stack: Stack, s: Scenario, timeout_s: float, run: int) -> Mea
         efficiency=ideal * completed / s.requests / wall if ideal else None,
         rps=completed / wall,
         utilization=(completed / wall) / (s.rpm / 60) if s.rpm else None,
+        requeues=requeues,
         latency_p50_ms=percentile(latencies, 50) if latencies else None,
         latency_p99_ms=percentile(latencies, 99) if latencies else None,
         cpu_s=workers.cpu_s + redis_cpu.cpu_s + driver.cpu_s,

@@ -8,13 +8,12 @@ Runs exactly what ``celery -A <app> worker ...`` runs (batchq's ``workers`` or t
   for the GIL or the gevent hub: what a call really costs as seen from the worker. One line a call is appended to
   ``$BATCHQ_BENCH_PROBE_DIR/<pid>.probe``: ``u <ms> <status>`` (status 0 = no HTTP answer). An O_APPEND write of a
   short line costs a few microseconds.
-* For batchq, a line that ``batchq.processing.process_line`` sends back to the queue writes ``q`` (skipped if the
-  request path no longer has that function).
+* For batchq, every task that goes back to the queue as a Celery retry (signal ``task_retry``) writes ``q``.
 * When the worker is ready it writes ``$BATCHQ_BENCH_READY_FILE``: JSON with the pool and concurrency the worker
   really runs (from Celery's WorkController), so the bench can start the raw Celery reference the same way.
 
-gevent must monkey-patch before anything else is imported, as Celery's own ``__main__`` does: the probe is
-installed after :func:`celery.maybe_patch_concurrency`.
+gevent must monkey-patch before anything else is imported, as Celery's own ``__main__`` does: nothing is imported
+before :func:`celery.maybe_patch_concurrency`, and httpx is patched only at ``worker_init``, after the app loaded.
 """
 
 from __future__ import annotations
@@ -95,23 +94,13 @@ def install_http_probe(upstream: str) -> None:
 
 
 def install_requeue_probe() -> None:
-    """Count lines batchq re-queues (before Celery imports the tasks that bind ``process_line``)."""
-    try:
-        from batchq import processing
-    except ImportError:
-        return
-    process_line = getattr(processing, "process_line", None)
-    requeue = getattr(processing, "Requeue", None)
-    if process_line is None or not isinstance(requeue, type):
-        return  # the request path changed shape: re-queues are then simply not counted
+    """Count tasks sent back to the queue as a Celery retry (``task_retry``: independent of the request path)."""
+    from celery import signals
 
-    def counted_process_line(*args: Any, **kwargs: Any) -> Any:
-        result = process_line(*args, **kwargs)
-        if isinstance(result, requeue):
-            _write("q\n")
-        return result
+    def requeued(**_: Any) -> None:
+        _write("q\n")
 
-    setattr(processing, "process_line", counted_process_line)  # noqa: B010
+    signals.task_retry.connect(requeued, weak=False)
 
 
 def pool_info(controller: Any) -> dict[str, Any]:
@@ -123,6 +112,17 @@ def pool_info(controller: Any) -> dict[str, Any]:
         "concurrency": int(getattr(controller, "concurrency", 0) or 0),
         "pid": os.getpid(),
     }
+
+
+def _install_http_probe_at_worker_init(upstream: str) -> None:
+    """Patch httpx only once the app is loaded, so that an app that monkey-patches (gevent) imports httpx as the
+    plain command would: after its patching. A prefork child inherits the patched class."""
+    from celery import signals
+
+    def install(**_: Any) -> None:
+        install_http_probe(upstream)
+
+    signals.worker_init.connect(install, weak=False)
 
 
 def _connect_ready_file(path: str) -> None:
@@ -146,9 +146,8 @@ def main() -> None:
     if os.environ.get(PROBE_DIR_ENV):
         upstream = os.environ.get(UPSTREAM_ENV)
         if upstream:
-            install_http_probe(upstream)
-        if "workers" in sys.argv:  # batchq's app, not the raw Celery reference
-            install_requeue_probe()
+            _install_http_probe_at_worker_init(upstream)
+        install_requeue_probe()
     ready = os.environ.get(READY_FILE_ENV)
     if ready:
         _connect_ready_file(ready)
