@@ -51,6 +51,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--sides", help=f"comma list of {', '.join(SIDES)} (default: the scenario's; batchq always runs)")
     p.add_argument("--no-baseline", action="store_true", help="skip the asyncio baselines")
     p.add_argument("--no-celery", action="store_true", help="skip the raw Celery reference")
+    p.add_argument(
+        "--celery-concurrency", type=int, help="raw Celery worker's concurrency (default: the batchq worker's)"
+    )
     p.add_argument("--timeout", type=float, help="seconds a batch may take (default: 20 + 3 x ideal)")
     p.add_argument("--log-dir", type=Path, help="logs of every process (default: a new temporary folder)")
     p.add_argument("--json", type=Path, help="also write every figure as JSON here")
@@ -217,7 +220,7 @@ class Bench:
         if side == "batchq":
             return measure_batchq(stack, s, payload, timeout)
         if side == "celery":
-            return measure_celery(stack, s, timeout, run)
+            return measure_celery(stack, s, timeout, run, self.args.celery_concurrency)
         return measure_baseline(stack, s, payload, side, timeout, run)
 
 
