@@ -65,3 +65,30 @@ def test_command_line_defaults_to_the_plain_worker_command() -> None:
         select("nope")
     with pytest.raises(SystemExit):
         parse_args(["--pool", "fibers"])
+
+
+def test_compare_prints_before_and_after_per_scenario() -> None:
+    from dataclasses import asdict
+
+    from batchq.bench.cli import scenario_dict
+    from batchq.bench.compare import compare
+
+    def report(commit: str, rps: float, timed_out: bool) -> dict[str, object]:
+        m = Measurement("batchq", 2000, completed=2000, rps=rps, pool="threads -c 64 x 1", timed_out=timed_out)
+        h = headline({"batchq": m})
+        return {
+            "commit": commit,
+            "results": [
+                {
+                    "scenario": scenario_dict(SCENARIOS["inflight64"]),
+                    "medians": {"batchq": asdict(m)},
+                    "headline": h,
+                    "targets": [{"label": "efficiency >= 0.8", "value": 0.5, "threshold": 0.8, "met": False}],
+                }
+            ],
+        }
+
+    text = compare(report("aaa", 9.6, True), report("bbb", 280.0, False))
+    assert "Before: commit aaa. After: commit bbb." in text
+    assert "| batchq requests/s | 9.6 | 280.0 |" in text
+    assert "(timed out)" in text and "| target: efficiency >= 0.8 | 0.50 missed | 0.50 missed |" in text
