@@ -110,6 +110,7 @@ def measure_celery(
         worker_cpu_s=workers.cpu_s,
         redis_peak_mb=stack.redis_memory_peak() / MB,
         redis_commands_per_request=commands / max(completed, 1),
+        publish_s=float(figures["apply_s"]),
         pool=f"{info['pool']} -c {info['concurrency']} x 1",
         timed_out=bool(figures["timed_out"]),
         ok=not figures["timed_out"] and completed == s.requests,

@@ -76,6 +76,8 @@ class Measurement:
     redis_commands_per_request: float | None = None
     """Redis commands (INFO commandstats calls, all clients, Lua-called ones included) / N."""
     max_in_window: int = 0
+    publish_s: float | None = None
+    """celery: how long applying the chord (publishing N header messages from the driver) took, within wall_s."""
     pool: str = ""
     """The pool and concurrency the workers reported at start, e.g. ``threads -c 64 x 1``."""
     timed_out: bool = False
@@ -136,6 +138,7 @@ ROWS: tuple[tuple[str, str, int, bool], ...] = (
     ("peak RSS, all processes (MB)", "peak_rss_mb", 1, True),
     ("peak RSS per worker process (MB)", "peak_rss_per_worker_mb", 1, True),
     ("RSS per in-flight request (KB)", "rss_per_in_flight_kb", 1, True),
+    ("chord publish time, in the time (s)", "publish_s", 2, False),
     ("CPU time (s)", "cpu_s", 2, True),
     ("CPU per request (ms)", "cpu_ms_per_request", 2, True),
     ("Redis used_memory_peak (MB)", "redis_peak_mb", 1, False),
