@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 import redis as redis_lib
 
-from batchq import keys
 from batchq.ratelimit import MAX_RESERVED_TOKENS, Denied, Grant, RateLimiter, RouteLimits
 
 ROUTE = "127.0.0.1:9000/test-model"
@@ -341,20 +340,6 @@ def test_cooldown_blocks_every_worker_and_never_shortens(redis: redis_lib.Redis,
         assert granted.send_at_ms >= granted.granted_at_ms + 1300
     finally:
         other_client.close()
-
-
-def test_every_key_lives_under_the_route_prefix_and_expires(redis: redis_lib.Redis) -> None:
-    # Given a limited route that has been used
-    limiter = RateLimiter(redis, ROUTE, RouteLimits(rpm=100, tpm=1000, max_in_flight=5), window_s=2.0, guard_s=0.0)
-    grant = limiter.try_acquire(100)
-    assert isinstance(grant, Grant)
-    limiter.cooldown(0.5)
-
-    # Then every key sits under keys.rate_limit(route) and has a TTL (an idle route leaves nothing behind)
-    prefix = keys.rate_limit(ROUTE).encode()
-    names = redis.keys("*")
-    assert names and all(name.startswith(prefix + b":") for name in names)
-    assert all(redis.pttl(name) > 0 for name in names)
 
 
 def test_works_with_decoded_responses(redis_url: str, redis: redis_lib.Redis) -> None:
