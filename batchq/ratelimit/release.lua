@@ -5,9 +5,9 @@
 -- ARGV: 8 grant id, 9 reserved tokens, 10 actual tokens (-1 = unknown: keep the reservation).
 -- Returns 1 when the slot was still held, else 0.
 local gid, reserved, actual = ARGV[8], tonumber(ARGV[9]), tonumber(ARGV[10])
-local now = now_ms()
 local held = redis.call('ZREM', KEYS[2], gid)
-handoff(now)
+local now = now_ms()
+if CAP > 0 then handoff(now) end  -- an unlimited route never queues; acquire reclaims its lapsed leases
 if actual < 0 or TPM <= 0 or actual == reserved then return held end
 local old = reserved .. ':' .. gid
 local score = redis.call('ZSCORE', KEYS[5], old)
