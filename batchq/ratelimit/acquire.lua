@@ -1,7 +1,8 @@
 -- acquire: take an in-flight slot (or a place in the waiters' queue) and reserve this request's send time under
 -- the cooldown, rpm and tpm, in one call. Keys and common ARGV: see lib.lua.
 -- ARGV: 8 grant id, 9 estimated tokens, 10 longest wait (ms), 11 drain grace (ms), 12 token-log walk (entries),
---       13 "1" when the caller already holds its in-flight slot (handed over while it waited).
+--       13 "1" when the caller already holds its in-flight slot (handed over while it waited, or a sender that
+--          woke too late for its reservation: its log entries then move to the new time).
 -- Returns {1, now, send_at} granted: the slot is held and the send time reserved (send_at >= now, ms as a string);
 --         {2, now, wake_in_ms} queued for an in-flight slot: BLPOP KEYS[9]..':'..gid for at most wake_in_ms,
 --                              then call again with ARGV[13] = "1" (handed over) or run wait.lua (timed out);
@@ -101,9 +102,10 @@ if RPM > 0 then
   redis.call('SET', KEYS[4], string.format('%.3f', tat), 'PX', math.ceil(tat - now + WINDOW))
 end
 if use_tokens then
-  redis.call('ZADD', KEYS[5], at, tokens .. ':' .. gid)
+  -- ZADD returns 0 when a late sender re-reserves: its entry moves, the sum already holds its tokens
+  if redis.call('ZADD', KEYS[5], at, tokens .. ':' .. gid) == 1 then sum = sum + tokens end
   redis.call('PEXPIRE', KEYS[5], keep)
-  redis.call('SET', KEYS[6], sum + tokens, 'PX', keep)
+  redis.call('SET', KEYS[6], sum, 'PX', keep)
   -- an oversized request paces like a full window's worth, not more
   local tat = math.max(tok_tat, at) + math.min(tokens, TPM) * WINDOW / TPM
   redis.call('SET', KEYS[7], string.format('%.3f', tat), 'PX', math.ceil(tat - now + WINDOW))

@@ -36,6 +36,11 @@ IN_FLIGHT_RETRY_S = 1.0
 MAX_BLOCK_S = 10.0
 #: Wake-ups one waiter handles at most before giving up (each is a BLPOP timeout; bounds the loop).
 MAX_WAKEUPS = 1000
+#: A sender that wakes this much after its reserved time (GIL, CPU load) takes a new reservation instead of
+#: sending late: a late send bunches with the next ones, and an upstream counting per second would see them.
+LATE_SEND_S = 0.05
+#: New reservations one late sender takes at most before sending anyway.
+MAX_RESCHEDULES = 3
 
 _KEY_NAMES = ("cooldown", "inflight", "req:log", "req:tat", "tok:log", "tok:sum", "tok:tat", "tok:drain")
 
@@ -174,10 +179,37 @@ class RateLimiter:
         Returns:
             A :class:`Grant` (release it in every path), or a :class:`Denied` saying why and for how long.
         """
+        started = time.monotonic()
         answer = self._reserve(clamp_tokens(estimated_tokens) or 0, max(0, round(max_wait_s * 1000)))
         if sleep and isinstance(answer, Grant):
-            answer.wait()
+            return self.sleep_until_send(answer, deadline=started + max_wait_s)
         return answer
+
+    def sleep_until_send(self, grant: Grant, *, deadline: float) -> Grant | Denied:
+        """Sleep until ``grant.send_at``; a sleeper that wakes more than :data:`LATE_SEND_S` late (and whose route
+        paces requests or tokens) takes a new reservation, keeping its slot, and sleeps again.
+
+        Args:
+            grant: A grant from ``acquire(..., sleep=False)``.
+            deadline: ``time.monotonic()`` limit of the whole wait; a new reservation past it is not taken.
+
+        Returns:
+            The grant to send with (maybe a new send time), or :class:`Denied` if the new reservation would end past
+            ``deadline`` (the slot is freed then).
+        """
+        paced = self.limits.rpm > 0 or (self.limits.tpm > 0 and grant.tokens > 0)
+        for _ in range(MAX_RESCHEDULES):
+            grant.wait()
+            if not paced or time.monotonic() - grant.send_at <= LATE_SEND_S:
+                return grant
+            left_ms = max(0, round((deadline - time.monotonic()) * 1000))
+            args = (grant.grant_id, grant.tokens, left_ms, *self._acquire_extra(True))
+            answer = self._answer(grant.grant_id, grant.tokens, self._call(self._acquire, *args))
+            if isinstance(answer, Denied):
+                return answer
+            grant = answer
+        grant.wait()
+        return grant
 
     def try_acquire(self, estimated_tokens: int = 0) -> Grant | Denied:
         """A grant only if the request may go right now (one round trip, never queues, never sleeps)."""
@@ -193,6 +225,9 @@ class RateLimiter:
                 return Denied(retry_after_s=IN_FLIGHT_RETRY_S, reason="in_flight")
             left_ms = max(0, max_wait_ms - round((time.monotonic() - started) * 1000))
             reply = self._call(self._acquire, grant_id, tokens, left_ms, *self._acquire_extra(True))
+        return self._answer(grant_id, tokens, reply)
+
+    def _answer(self, grant_id: str, tokens: int, reply: Any) -> Grant | Denied:
         if int(reply[0]) == 1:
             now_ms, send_at_ms = int(reply[1]), float(_text(reply[2]))
             reserved = tokens if self.limits.tpm > 0 else 0
