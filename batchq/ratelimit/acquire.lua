@@ -14,6 +14,8 @@ local grace, walk, held = tonumber(ARGV[11]), tonumber(ARGV[12]), ARGV[13] == '1
 local now = now_ms()
 
 -- 1. The in-flight slot first: rates are reserved only once a slot is held, so no reserved time is spent queueing.
+-- A handed-over slot whose short handoff lease lapsed before its waiter came is gone: queue again.
+if held and not redis.call('ZSCORE', KEYS[2], gid) then held = false end
 if not held then
   handoff(now)
   if CAP > 0 and (redis.call('ZCARD', KEYS[2]) >= CAP or redis.call('LLEN', KEYS[9]) > 0) then
@@ -93,7 +95,8 @@ end
 
 -- 4. Reserve: the slot's lease covers the wait, the logs and TATs move to the reserved time.
 redis.call('ZADD', KEYS[2], at + LEASE, gid)
-redis.call('PEXPIRE', KEYS[2], math.ceil(wait + LEASE + 1000))
+local ttl = math.ceil(wait + LEASE + 1000)
+if redis.call('PTTL', KEYS[2]) < ttl then redis.call('PEXPIRE', KEYS[2], ttl) end  -- never shorten others' leases
 local keep = math.ceil(wait + WINDOW + 1000)
 if RPM > 0 then
   redis.call('ZADD', KEYS[3], at, gid)

@@ -21,6 +21,9 @@ local WINDOW, LEASE = tonumber(ARGV[4]), tonumber(ARGV[5])
 local PER_SECOND, TAU = tonumber(ARGV[6]), tonumber(ARGV[7])
 -- Waiter entries one handoff looks at, at most (expired ones are skipped and dropped).
 local HANDOFF_BUDGET = 64
+-- Lease of a handed-over slot until its waiter wakes and takes it (acquire.lua, held): a waiter that died in the
+-- queue holds the slot this long, not a whole lease.
+local HANDOFF_LEASE = math.min(LEASE, 5000)
 
 local function now_ms()
   local t = redis.call('TIME')
@@ -67,8 +70,10 @@ local function handoff(now)
     local sep = string.find(entry, ':', 1, true)
     local gid, deadline = string.sub(entry, 1, sep - 1), tonumber(string.sub(entry, sep + 1))
     if deadline > now then
-      redis.call('ZADD', KEYS[2], now + LEASE, gid)
-      redis.call('PEXPIRE', KEYS[2], LEASE + 1000)
+      redis.call('ZADD', KEYS[2], now + HANDOFF_LEASE, gid)
+      if redis.call('PTTL', KEYS[2]) < HANDOFF_LEASE + 1000 then
+        redis.call('PEXPIRE', KEYS[2], HANDOFF_LEASE + 1000)
+      end
       local wake = KEYS[9] .. ':' .. gid
       redis.call('LPUSH', wake, '1')
       redis.call('PEXPIRE', wake, deadline - now + 1000)

@@ -32,8 +32,9 @@ TOKEN_WALK = 64
 DRAIN_GRACE_FRACTION = 0.1
 #: Retry hint after waiting the whole ``max_wait_s`` for an in-flight slot (nobody knows when a call will end).
 IN_FLIGHT_RETRY_S = 1.0
-#: Longest single BLPOP of a waiter; it re-checks (and reclaims lapsed leases) at least this often.
-MAX_BLOCK_S = 10.0
+#: Longest single BLPOP of a waiter; it re-checks (and reclaims lapsed leases) at least this often. Well under
+#: redis-py's default socket timeout (5 s), which a blocking read must not reach.
+MAX_BLOCK_S = 2.0
 #: Wake-ups one waiter handles at most before giving up (each is a BLPOP timeout; bounds the loop).
 MAX_WAKEUPS = 1000
 #: A sender that wakes this much after its reserved time (GIL, CPU load) takes a new reservation instead of
@@ -103,7 +104,7 @@ class RateLimiter:
 
     Args:
         redis: The client (``decode_responses`` either way). Waiters block on it with BLPOP (at most
-            :data:`MAX_BLOCK_S`), so its pool needs a connection per waiting thread and a socket timeout above that.
+            :data:`MAX_BLOCK_S`, and under its socket timeout), so its pool needs a connection per waiting thread.
         route: The route's stable name; the keys live under ``keys.rate_limit(route)``.
         limits: rpm, tpm and max_in_flight (0 = unlimited).
         window_s: The upstream's window (60 s; tests shorten it).
@@ -143,6 +144,9 @@ class RateLimiter:
         prefix = keys.rate_limit(route)
         self._keys = [f"{prefix}:{name}" for name in _KEY_NAMES] + [f"{prefix}:waiters", f"{prefix}:last"]
         self._waiters_key = self._keys[8]
+        pool_kwargs = redis.connection_pool.connection_kwargs
+        socket_timeout = pool_kwargs.get("socket_timeout") or pool_kwargs.get("orig_socket_timeout")
+        self._max_block_s = min(MAX_BLOCK_S, 0.8 * socket_timeout) if socket_timeout else MAX_BLOCK_S
         self._common: list[int | float | str] = [
             limits.rpm,
             limits.tpm,
@@ -242,7 +246,7 @@ class RateLimiter:
         """Block until a release hands this waiter a slot (True) or its deadline passes (False)."""
         wake_key, wait_s = f"{self._waiters_key}:{grant_id}", first_wait_s
         for _ in range(MAX_WAKEUPS):
-            if self.redis.blpop([wake_key], timeout=min(max(wait_s, 0.001), MAX_BLOCK_S)) is not None:
+            if self.redis.blpop([wake_key], timeout=min(max(wait_s, 0.001), self._max_block_s)) is not None:
                 return True
             reply = self._call(self._wait, grant_id, deadline_ms)
             if int(reply[0]) != 2:

@@ -78,7 +78,7 @@ def test_in_flight_never_exceeds_the_cap_under_200_threads(redis: redis_lib.Redi
     assert state["max_held"] <= 16
     assert state["granted"] == 600 and not state["denied"]
     assert state["max_held"] == 16
-    assert elapsed < 600 * 0.02 / 16 * 4
+    assert elapsed < 20, "a stall (the ideal is 0.75 s; a loaded machine takes a few seconds)"
     # And waiting cost no polling: the Redis commands per request stay bounded whatever the number of waiters
     assert per_request <= 30
     assert RateLimiter(redis, ROUTE, limits).stats()["in_flight"] == 0
@@ -301,3 +301,28 @@ def test_lease_keeper_renews_while_held_and_lets_go_after(redis: redis_lib.Redis
         assert keeper.beat() == []
     finally:
         keeper.stop()
+
+
+def test_a_waiter_that_died_in_the_queue_holds_its_handed_over_slot_only_briefly(
+    redis: redis_lib.Redis, redis_url: str
+) -> None:
+    # Given a cap of 1 with the default 30 s lease, held, and a waiter that queues and then dies (its BLPOP is
+    # cut short: here a second client joins the queue and never comes back)
+    limiter = RateLimiter(redis, ROUTE, RouteLimits(max_in_flight=1))
+    holder = limiter.acquire(max_wait_s=1)
+    assert isinstance(holder, Grant)
+    ghost_client = redis_lib.Redis.from_url(redis_url)
+    ghost = RateLimiter(ghost_client, ROUTE, RouteLimits(max_in_flight=1))
+    reply = ghost._call(ghost._acquire, "ghost", 0, 30_000, *ghost._acquire_extra(False))
+    assert int(reply[0]) == 2  # queued
+    ghost_client.close()
+
+    # When the holder releases, the slot is handed to the dead waiter
+    limiter.release(holder)
+    assert limiter.stats()["in_flight"] == 1
+
+    # Then the next worker gets it once the short handoff lease (5 s) lapses, not after the whole 30 s lease
+    started = time.monotonic()
+    grant = limiter.acquire(max_wait_s=10)
+    assert isinstance(grant, Grant)
+    assert 3 <= time.monotonic() - started <= 6.5
