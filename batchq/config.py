@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     # --- upstream calls -------------------------------------------------------------------------
     rate_limit_rpm: int = 0
     rate_limit_tpm: int = 0
+    rate_limit_burst: int = 1
+    """Requests beyond the per-second share (rpm / 60) that may go in any one second; see docs/ratelimit.md."""
     max_in_flight: int = 64
     max_attempts: int = 6
     upstream_connect_timeout_s: float = 10.0
@@ -107,6 +109,13 @@ class Settings(BaseSettings):
     # --- API ----------------------------------------------------------------------------------
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+
+    @field_validator("rate_limit_burst")
+    @classmethod
+    def _burst_not_negative(cls, v: int) -> int:
+        if v < 0:
+            raise ValueError("rate_limit_burst must be >= 0")
+        return v
 
     @field_validator("max_attempts")
     @classmethod
