@@ -85,7 +85,6 @@ class Settings(BaseSettings):
     """A line handed to the broker but never claimed, in a batch with no progress this long, is sent again."""
     lease_s: float = 30.0
     """A line's lease: renewed every third of it while its call runs, so a dead worker's lines return this soon."""
-    lease_margin_s: float = 30.0
     scratch_ttl_s: int = 7 * 24 * 3600
     """Per-batch scratch keys live at most this long (a safety net; finalize drops them sooner)."""
     result_ttl_after_final_s: int = 3600

@@ -24,7 +24,7 @@ Reservations are served in call order (FIFO). A wait longer than ``max_wait_s`` 
 caller that finds no free slot joins a FIFO queue and BLPOPs its own key; a release hands the freed slot straight
 to the oldest live waiter (a fresh lease) and LPUSHes its key, so exactly one waiter wakes and nobody races.
 Leases are short (``lease_s``, 30 s by default): the holder renews them while its call runs (:meth:`renew`, one
-round trip for many grants; :class:`LeaseKeeper` is a per-process heartbeat that does it), and a lapsed lease
+round trip for many grants; the worker's per-process heartbeat, batchq.pipeline.leases, does it), and a lapsed lease
 (its holder died) gives its slot back on the next acquire, release, renew or :meth:`reap`. Slots are counted
 against ``max_in_flight``, never minted, so changing the cap between deployments cannot leak or create slots.
 
@@ -34,7 +34,6 @@ requests back so small ones cannot starve it (reason ``"too_large"``). Usage rep
 and clamped (:func:`clamp_tokens`). Design and measurements: docs/ratelimit.md.
 """
 
-from batchq.ratelimit.heartbeat import LeaseKeeper
 from batchq.ratelimit.limiter import (
     DEFAULT_BURST,
     DEFAULT_LEASE_S,
@@ -61,7 +60,6 @@ __all__ = [
     "MEDIA_PART_TOKENS",
     "Denied",
     "Grant",
-    "LeaseKeeper",
     "RateLimiter",
     "RouteLimits",
     "clamp_tokens",

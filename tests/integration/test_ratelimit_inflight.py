@@ -11,7 +11,9 @@ from typing import Any
 import redis as redis_lib
 
 from batchq import keys
-from batchq.ratelimit import Denied, Grant, LeaseKeeper, RateLimiter, RouteLimits
+from batchq.pipeline.leases import Heartbeat
+from batchq.ratelimit import Denied, Grant, RateLimiter, RouteLimits
+from batchq.state import LineState
 
 ROUTE = "127.0.0.1:9000/test-model"
 
@@ -273,34 +275,28 @@ def test_unlimited_route_grants_everything_and_tracks_in_flight(redis: redis_lib
     }
 
 
-def test_lease_keeper_renews_while_held_and_lets_go_after(redis: redis_lib.Redis) -> None:
+def test_the_heartbeat_renews_a_grant_while_held_and_lets_go_after(redis: redis_lib.Redis) -> None:
     # Given a cap of 1 with a 0.5 s lease, and a process heartbeat beating every 0.15 s
     limiter = RateLimiter(redis, ROUTE, RouteLimits(max_in_flight=1), lease_s=0.5)
-    keeper = LeaseKeeper(interval_s=0.15)
-    try:
-        grant = limiter.acquire(max_wait_s=1)
-        assert isinstance(grant, Grant)
+    keeper = Heartbeat(redis, LineState(redis), 0.5, interval_s=0.15)
 
-        # When the call runs for 1.2 s under the keeper while another worker waits 1 s
-        with keeper.holding(limiter, grant):
-            answer = limiter.acquire(max_wait_s=1.0)
+    grant = limiter.acquire(max_wait_s=1)
+    assert isinstance(grant, Grant)
 
-            # Then the slot was never lost
-            assert isinstance(answer, Denied) and answer.reason == "in_flight"
+    # When the call runs for 1.2 s under the keeper while another worker waits 1 s
+    with keeper.holding_grant(limiter, grant):
+        answer = limiter.acquire(max_wait_s=1.0)
 
-        # When the block has ended without a release (the holder is gone)
-        started = time.monotonic()
-        taken = limiter.acquire(max_wait_s=2)
+        # Then the slot was never lost
+        assert isinstance(answer, Denied) and answer.reason == "in_flight"
 
-        # Then renewals have stopped and the slot comes back within one lease
-        assert isinstance(taken, Grant)
-        assert time.monotonic() - started <= 0.8
-        # And a beat over a lapsed grant reports it and stops renewing it
-        keeper.add(limiter, grant)
-        assert keeper.beat() == [grant]
-        assert keeper.beat() == []
-    finally:
-        keeper.stop()
+    # When the block has ended without a release (the holder is gone)
+    started = time.monotonic()
+    taken = limiter.acquire(max_wait_s=2)
+
+    # Then renewals have stopped and the slot comes back within one lease
+    assert isinstance(taken, Grant)
+    assert time.monotonic() - started <= 0.8
 
 
 def test_a_waiter_that_died_in_the_queue_holds_its_handed_over_slot_only_briefly(
