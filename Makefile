@@ -55,7 +55,7 @@ api: install
 
 .PHONY: worker
 worker: install
-	$(VENV)/bin/celery -A workers worker -Q intake,requests,finalize -P threads -c 64 -l INFO
+	$(VENV)/bin/celery -A workers worker -Q intake,requests,finalize -l INFO
 
 .PHONY: flower
 flower: install

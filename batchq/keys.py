@@ -142,6 +142,11 @@ def rate_limit(route: str) -> str:
     return f"{PREFIX}:rl:{{{route}}}"
 
 
+def metrics_account(account: str) -> str:
+    """Hash: completed / failed -> lines of the account's batches recorded so far (for /metrics)."""
+    return f"{PREFIX}:metrics:account:{account}"
+
+
 def metrics_totals() -> str:
     """Hash: outcome -> lines recorded with it, across all batches (for /metrics)."""
     return f"{PREFIX}:metrics:requests"
