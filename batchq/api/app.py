@@ -11,10 +11,10 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from batchq.api.deps import Services
-from batchq.api.routes import batches, files, health
+from batchq.api.errors import ApiProblem, UnavailableProblem
+from batchq.api.routers import batches, files, health
 from batchq.celery_config import make_producer
 from batchq.config import Settings, get_settings
-from batchq.errors import BatchqError, ServiceUnavailableError
 from batchq.files import FileRegistry
 from batchq.state import BatchState
 from batchq.storage import StoreError, store_from_url
@@ -61,8 +61,8 @@ def _error(
 
 
 def _install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(BatchqError)
-    async def batchq_error(_: Request, exc: BatchqError) -> JSONResponse:
+    @app.exception_handler(ApiProblem)
+    async def batchq_error(_: Request, exc: ApiProblem) -> JSONResponse:
         return _error(
             exc.status_code, exc.message, error_type=exc.error_type, code=exc.code, param=exc.param, retry=exc.retryable
         )
@@ -89,9 +89,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(redis.RedisError)
     async def redis_down(_: Request, exc: redis.RedisError) -> JSONResponse:
         log.warning("redis error: %s", exc)
-        err = ServiceUnavailableError(
-            "The state store (Redis) is unavailable; retry shortly.", code="redis_unavailable"
-        )
+        err = UnavailableProblem("The state store (Redis) is unavailable; retry shortly.", code="redis_unavailable")
         return _error(503, err.message, error_type=err.error_type, code=err.code, retry=True)
 
     @app.exception_handler(StoreError)

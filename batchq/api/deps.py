@@ -10,8 +10,8 @@ import redis
 from celery import Celery
 from fastapi import Depends, Request
 
+from batchq.api.errors import AuthProblem
 from batchq.config import Settings
-from batchq.errors import AuthenticationError
 from batchq.files import FileRegistry
 from batchq.state import BatchState
 from batchq.storage import ObjectStore
@@ -45,24 +45,24 @@ def get_account(request: Request, services: ServicesDep) -> str:
     if not services.api_keys:
         host = request.client.host if request.client else ""
         if not _is_loopback(host):
-            raise AuthenticationError(
+            raise AuthProblem(
                 "This server runs in local mode (BATCHQ_API_KEYS unset) and only accepts loopback clients.",
                 code="invalid_api_key",
             )
         return LOCAL_ACCOUNT
     if not header:
-        raise AuthenticationError(
+        raise AuthProblem(
             "You didn't provide an API key. Send it as 'Authorization: Bearer YOUR_KEY'.", code="missing_api_key"
         )
     scheme, _, token = header.partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
-        raise AuthenticationError(
+        raise AuthProblem(
             "Malformed Authorization header: expected 'Bearer YOUR_KEY'.", code="invalid_authorization_header"
         )
     account = services.api_keys.get(token)
     if account is None:
-        raise AuthenticationError("Incorrect API key provided.", code="invalid_api_key")
+        raise AuthProblem("Incorrect API key provided.", code="invalid_api_key")
     return account
 
 

@@ -13,7 +13,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
-from batchq.errors import InvalidRequestError, PayloadTooLargeError
+from batchq.api.errors import BadRequestProblem, PayloadTooLargeProblem
 from batchq.storage import ObjectStore, Writer
 
 #: Bytes a text form field may hold (``purpose`` is a short word).
@@ -42,13 +42,13 @@ async def receive_upload(request: Request, store: ObjectStore, storage_key: str,
     """Parse the multipart body, streaming the ``file`` part into ``store`` under ``storage_key``.
 
     Raises:
-        InvalidRequestError: not multipart, or malformed.
-        PayloadTooLargeError: the file part passed ``max_bytes`` (nothing is left stored).
+        BadRequestProblem: not multipart, or malformed.
+        PayloadTooLargeProblem: the file part passed ``max_bytes`` (nothing is left stored).
     """
     ctype, params = parse_options_header(request.headers.get("content-type"))
     boundary = params.get(b"boundary")
     if ctype != b"multipart/form-data" or not boundary:
-        raise InvalidRequestError(
+        raise BadRequestProblem(
             "The request must be multipart/form-data with 'file' and 'purpose' fields.", code="invalid_content_type"
         )
     declared = request.headers.get("content-length")
@@ -84,7 +84,7 @@ async def receive_upload(request: Request, store: ObjectStore, storage_key: str,
         current.filename = raw_filename.decode("utf-8", "replace") if raw_filename is not None else None
         if current.name == "file":
             if state["done_file"]:
-                raise InvalidRequestError("Only one 'file' part is allowed.", param="file")
+                raise BadRequestProblem("Only one 'file' part is allowed.", param="file")
             state["in_file"] = True
             state["filename"] = current.filename or "upload.jsonl"
 
@@ -94,7 +94,7 @@ async def receive_upload(request: Request, store: ObjectStore, storage_key: str,
         else:
             current.data.extend(data[start:end])
             if len(current.data) > MAX_FIELD_B:
-                raise InvalidRequestError(f"Form field {current.name!r} is too long.", param=current.name)
+                raise BadRequestProblem(f"Form field {current.name!r} is too long.", param=current.name)
 
     def on_part_end() -> None:
         if state["in_file"]:
@@ -122,10 +122,10 @@ async def receive_upload(request: Request, store: ObjectStore, storage_key: str,
         async for chunk in request.stream():
             try:
                 parser.write(chunk)
-            except InvalidRequestError:
+            except BadRequestProblem:
                 raise
             except Exception as exc:  # the parser's own errors: the body is not valid multipart
-                raise InvalidRequestError(f"Malformed multipart body: {exc}", code="invalid_multipart") from exc
+                raise BadRequestProblem(f"Malformed multipart body: {exc}", code="invalid_multipart") from exc
             if pending:
                 data = b"".join(pending)
                 pending.clear()
@@ -149,8 +149,8 @@ async def receive_upload(request: Request, store: ObjectStore, storage_key: str,
     return Upload(fields=fields, filename=state["filename"], size=size, stored=writer is not None)
 
 
-def _too_large(max_bytes: int) -> PayloadTooLargeError:
-    return PayloadTooLargeError(
+def _too_large(max_bytes: int) -> PayloadTooLargeProblem:
+    return PayloadTooLargeProblem(
         f"File is too large: the limit is {max_bytes} bytes (BATCHQ_MAX_FILE_BYTES).",
         code="file_too_large",
         param="file",

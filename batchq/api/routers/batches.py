@@ -10,11 +10,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from batchq import keys
-from batchq.api.batch_params import parse_create_body
 from batchq.api.deps import AccountDep, ServicesDep
-from batchq.api.params import list_limit
+from batchq.api.errors import BadRequestProblem, ConflictProblem, LimitReachedProblem, NotFoundProblem
+from batchq.api.params import list_limit, parse_create_body
 from batchq.celery_config import INTAKE_TASK
-from batchq.errors import ConflictError, InvalidRequestError, NotFoundError, RateLimitError
 from batchq.ids import new_batch_id
 from batchq.results import iter_results
 from batchq.schemas import FINAL_STATUSES, Batch, BatchList
@@ -34,13 +33,13 @@ async def create_batch(request: Request, services: ServicesDep, account: Account
     params = parse_create_body(request.headers.get("content-type"), body)
     record = services.files.record(params.input_file_id, account)
     if record is None:
-        raise NotFoundError(
+        raise NotFoundProblem(
             f"Cannot find file {params.input_file_id}, or you do not have access to it.",
             code="invalid_request",
             param="input_file_id",
         )
     if record["purpose"] != "batch":
-        raise InvalidRequestError(
+        raise BadRequestProblem(
             f"File {params.input_file_id} has purpose {record['purpose']!r}; a batch input must have purpose 'batch'.",
             code="invalid_value",
             param="input_file_id",
@@ -80,7 +79,7 @@ async def create_batch(request: Request, services: ServicesDep, account: Account
     if not created:
         if idem_key:
             redis.delete(keys.idempotency(account, idem_key[:200]))
-        raise RateLimitError(
+        raise LimitReachedProblem(
             f"You have {services.settings.max_active_batches} active batches, the most allowed at once "
             "(BATCHQ_MAX_ACTIVE_BATCHES). Wait for one to finish or cancel one.",
             code="batch_limit_exceeded",
@@ -98,7 +97,7 @@ def list_batches(
     """List the account's batches, newest first."""
     n = list_limit(limit, default=20, maximum=100)
     if after is not None and services.state.get(after, account) is None:
-        raise InvalidRequestError(f"Invalid 'after': no batch {after!r}.", code="invalid_value", param="after")
+        raise BadRequestProblem(f"Invalid 'after': no batch {after!r}.", code="invalid_value", param="after")
     ids, has_more = services.state.list_ids(account, after, n)
     data = [b for b in (services.state.get(i) for i in ids) if b is not None]
     return BatchList(
@@ -121,7 +120,9 @@ def cancel_batch(batch_id: str, services: ServicesDep, account: AccountDep) -> J
     if services.state.transition(batch_id, CANCELLABLE, "cancelling") is None:
         current = _get(services, batch_id, account)
         if current.status not in ("cancelling", "cancelled"):
-            raise ConflictError(f"Cannot cancel a batch with status '{current.status}'.", code="batch_not_cancellable")
+            raise ConflictProblem(
+                f"Cannot cancel a batch with status '{current.status}'.", code="batch_not_cancellable"
+            )
     return _json(_get(services, batch_id, account))
 
 
@@ -132,7 +133,7 @@ def read_batch_results(
     """Result lines (output and error merged) in input order; ``partial=true`` while the batch runs."""
     batch = _get(services, batch_id, account)
     if batch.status not in FINAL_STATUSES and not partial:
-        raise ConflictError(
+        raise ConflictProblem(
             f"Batch {batch_id} is '{batch.status}'; its results are ready when it ends. Pass partial=true "
             "for the lines finished so far.",
             code="batch_not_final",
@@ -148,7 +149,7 @@ def delete_batch(batch_id: str, services: ServicesDep, account: AccountDep) -> d
     """Delete a finished batch with its input, output and error files."""
     batch = _get(services, batch_id, account)
     if batch.status not in FINAL_STATUSES:
-        raise ConflictError(
+        raise ConflictProblem(
             f"Cannot delete a batch with status '{batch.status}'; cancel it first.", code="batch_not_final"
         )
     for file_id in (batch.input_file_id, batch.output_file_id, batch.error_file_id):
@@ -163,7 +164,7 @@ def delete_batch(batch_id: str, services: ServicesDep, account: AccountDep) -> d
 def _get(services: ServicesDep, batch_id: str, account: str) -> Batch:
     batch = services.state.get(batch_id, account)
     if batch is None:
-        raise NotFoundError(f"No such Batch object: {batch_id}", code="batch_not_found", param="batch_id")
+        raise NotFoundProblem(f"No such Batch object: {batch_id}", code="batch_not_found", param="batch_id")
     return batch
 
 

@@ -9,9 +9,9 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from batchq.api.deps import AccountDep, ServicesDep
+from batchq.api.errors import BadRequestProblem, NotFoundProblem
 from batchq.api.params import list_limit
 from batchq.api.upload import receive_upload
-from batchq.errors import InvalidRequestError, NotFoundError
 from batchq.ids import new_file_id
 from batchq.schemas import FileDeleted, FileList, FileObject
 from batchq.storage import ObjectStore
@@ -31,22 +31,22 @@ async def create_file(request: Request, services: ServicesDep, account: AccountD
     try:
         purpose = upload.fields.get("purpose")
         if not upload.stored:
-            raise InvalidRequestError(
+            raise BadRequestProblem(
                 "Missing required parameter: 'file'.", code="missing_required_parameter", param="file"
             )
         if purpose is None:
-            raise InvalidRequestError(
+            raise BadRequestProblem(
                 "Missing required parameter: 'purpose'.", code="missing_required_parameter", param="purpose"
             )
         if purpose not in UPLOAD_PURPOSES:
-            raise InvalidRequestError(
+            raise BadRequestProblem(
                 f"Invalid value for 'purpose': {purpose!r}. Supported values are: 'batch'.",
                 code="invalid_value",
                 param="purpose",
             )
         if upload.size == 0:
-            raise InvalidRequestError("The uploaded file is empty.", code="empty_file", param="file")
-    except InvalidRequestError:
+            raise BadRequestProblem("The uploaded file is empty.", code="empty_file", param="file")
+    except BadRequestProblem:
         if upload.stored:
             await run_in_threadpool(services.store.delete, storage_key)
         raise
@@ -72,11 +72,9 @@ def list_files(
     """List the account's files."""
     n = list_limit(limit, default=10_000, maximum=10_000)
     if order not in ("asc", "desc"):
-        raise InvalidRequestError(
-            "Invalid value for 'order': use 'asc' or 'desc'.", code="invalid_value", param="order"
-        )
+        raise BadRequestProblem("Invalid value for 'order': use 'asc' or 'desc'.", code="invalid_value", param="order")
     if after is not None and services.files.get(after, account) is None:
-        raise InvalidRequestError(f"Invalid 'after': no file {after!r}.", code="invalid_value", param="after")
+        raise BadRequestProblem(f"Invalid 'after': no file {after!r}.", code="invalid_value", param="after")
     data, has_more = services.files.list(account, after=after, limit=n, order=order, purpose=purpose)
     return FileList(
         data=data, first_id=data[0].id if data else None, last_id=data[-1].id if data else None, has_more=has_more
@@ -120,5 +118,5 @@ def _stream(store: ObjectStore, key: str) -> Iterator[bytes]:
     yield from store.iter_chunks(key)
 
 
-def _no_file(file_id: str) -> NotFoundError:
-    return NotFoundError(f"No such File object: {file_id}", code="file_not_found", param="file_id")
+def _no_file(file_id: str) -> NotFoundProblem:
+    return NotFoundProblem(f"No such File object: {file_id}", code="file_not_found", param="file_id")
