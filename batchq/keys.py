@@ -93,3 +93,11 @@ def rate_limit(route: str) -> str:
 def metrics_totals() -> str:
     """Hash: outcome -> lines recorded with it, across all batches (for /metrics)."""
     return f"{PREFIX}:metrics:requests"
+
+
+# --- API (issue 13): which batches read a file ------------------------------------------------
+
+
+def file_readers(file_id: str) -> str:
+    """Set of the batch ids that read this file as their input; a delete of the file waits for it to drain."""
+    return f"{PREFIX}:file:{file_id}:readers"

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from batchq.api.errors import BadRequestProblem
+from batchq.api.idempotency import canonical_hash
 from batchq.config import SUPPORTED_ENDPOINTS
 
 #: OpenAI's metadata limits.
@@ -30,6 +31,8 @@ class CreateParams:
     timeout_minutes: float | None
     window_s: float | None
     """The completion window in seconds when ``timeout_minutes`` sets it; None = the server default."""
+    body_hash: str
+    """SHA-256 of the body as canonical JSON (what an Idempotency-Key is bound to)."""
 
 
 def parse_create_body(content_type: str | None, body: bytes) -> CreateParams:
@@ -41,6 +44,8 @@ def parse_create_body(content_type: str | None, body: bytes) -> CreateParams:
         data: Any = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise BadRequestProblem("The request body is not valid JSON.", code="invalid_json") from None
+    except RecursionError:
+        raise BadRequestProblem("The request body is nested too deeply.", code="invalid_json") from None
     if not isinstance(data, dict):
         raise BadRequestProblem("The request body must be a JSON object.", code="invalid_json")
 
@@ -83,7 +88,15 @@ def parse_create_body(content_type: str | None, body: bytes) -> CreateParams:
         metadata=_metadata(data.get("metadata")),
         timeout_minutes=timeout_minutes,
         window_s=window_s,
+        body_hash=_body_hash(data),
     )
+
+
+def _body_hash(data: dict[str, Any]) -> str:
+    try:
+        return canonical_hash(data)
+    except RecursionError:  # nesting just under the parser's limit
+        raise BadRequestProblem("The request body is nested too deeply.", code="invalid_json") from None
 
 
 def _required_str(data: dict[str, Any], name: str) -> str:

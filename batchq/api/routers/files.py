@@ -1,20 +1,22 @@
-"""/v1/files: upload, list, retrieve, content, delete."""
+"""/v1/files: upload, list, retrieve, content, delete.
+
+Only the upload is ``async`` (it streams the body); its Redis and store calls go to the threadpool. The other
+handlers are sync, so FastAPI runs them in its threadpool and a stalled dependency never blocks the event loop.
+"""
 
 from __future__ import annotations
-
-from collections.abc import Iterator
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from batchq.api.deps import AccountDep, ServicesDep
-from batchq.api.errors import BadRequestProblem, NotFoundProblem
+from batchq.api.errors import BadRequestProblem, ConflictProblem, NotFoundProblem
 from batchq.api.params import list_limit
+from batchq.api.streaming import primed_stream
 from batchq.api.upload import receive_upload
 from batchq.ids import new_file_id
 from batchq.schemas import FileDeleted, FileList, FileObject
-from batchq.storage import ObjectStore
 
 router = APIRouter(prefix="/files", tags=["files"])
 
@@ -27,7 +29,10 @@ async def create_file(request: Request, services: ServicesDep, account: AccountD
     """Upload a file (multipart: ``file``, ``purpose=batch``); streamed to the store."""
     file_id = new_file_id()
     storage_key = f"files/{file_id}"
-    upload = await receive_upload(request, services.store, storage_key, services.settings.max_file_bytes)
+    settings = services.settings
+    upload = await receive_upload(
+        request, services.store, storage_key, settings.max_file_bytes, settings.max_form_fields
+    )
     try:
         purpose = upload.fields.get("purpose")
         if not upload.stored:
@@ -50,7 +55,8 @@ async def create_file(request: Request, services: ServicesDep, account: AccountD
         if upload.stored:
             await run_in_threadpool(services.store.delete, storage_key)
         raise
-    return services.files.add(
+    return await run_in_threadpool(
+        services.files.add,
         file_id=file_id,
         account=account,
         filename=upload.filename or "upload.jsonl",
@@ -97,7 +103,7 @@ def read_file_content(file_id: str, services: ServicesDep, account: AccountDep) 
     if record is None:
         raise _no_file(file_id)
     return StreamingResponse(
-        _stream(services.store, record["storage_key"]),
+        primed_stream(services.store.iter_chunks(record["storage_key"]), f"file {file_id}"),
         media_type="application/octet-stream",
         headers={"content-length": str(record["bytes"])},
     )
@@ -105,17 +111,19 @@ def read_file_content(file_id: str, services: ServicesDep, account: AccountDep) 
 
 @router.delete("/{file_id}")
 def delete_file(file_id: str, services: ServicesDep, account: AccountDep) -> FileDeleted:
-    """Delete a file and its bytes."""
+    """Delete a file and its bytes; 409 while an active batch reads it."""
     record = services.files.record(file_id, account)
     if record is None:
         raise _no_file(file_id)
-    services.files.delete(file_id, account)
+    reader = services.files.delete_unless_read(file_id, account)
+    if reader is not None:
+        raise ConflictProblem(
+            f"File {file_id} is the input of batch {reader}, which has not finished; cancel it or wait for it.",
+            code="file_in_use",
+            param="file_id",
+        )
     services.store.delete(record["storage_key"])
     return FileDeleted(id=file_id, deleted=True)
-
-
-def _stream(store: ObjectStore, key: str) -> Iterator[bytes]:
-    yield from store.iter_chunks(key)
 
 
 def _no_file(file_id: str) -> NotFoundProblem:
