@@ -15,16 +15,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+import boto3
 import httpx
 import pytest
 
 from tests.e2e.conftest import StackFactory
-from tests.servers import Proc, batchq_cmd, free_port, start_redis, wait_for
+from tests.servers import Proc, batchq_cmd, free_port, start_moto, start_redis, wait_for
 from tests.stack import Stack, chat_lines, to_jsonl, wait_final
 
 MiB = 1024 * 1024
 #: Growth of the API's peak RSS allowed while it refuses bodies of 5 MB: a chunked body is held up to the 1 MiB cap
-#: before the 413, and the interpreter wobbles a little; holding the body measured +25 MiB).
+#: before the 413, and the interpreter wobbles a little (holding the whole body measured +25 MiB).
 RSS_SLACK_B = 4 * MiB
 
 
@@ -271,3 +272,38 @@ def test_the_upstream_key_appears_nowhere(make_stack: StackFactory, sim: str, me
     for blob in answers + logs:
         for secret in (UPSTREAM_KEY, "Zq7hardening", "sk-proj-*", "*XYZ"):
             assert secret.encode() not in blob, f"{secret!r} leaked: {blob[:2000]!r}"
+
+
+def test_a_download_that_fails_midway_breaks_the_transfer(
+    make_stack: StackFactory, tmp_path: Path, log_dir: Path
+) -> None:
+    # Given: the API on an S3 server of its own, holding a 40 MiB file
+    port = free_port()
+    moto = start_moto(port, log_dir)
+    try:
+        endpoint = f"http://127.0.0.1:{port}"
+        boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="midway")
+        stack = make_stack(storage="s3", s3_bucket="midway", s3_endpoint_url=endpoint)
+        api, _ = start_api(stack)
+        size = 40 * MiB
+        line = b'{"custom_id": "x", "params": {"model": "m", "messages": []}}' + b" " * 1000 + b"\n"
+        content = line * (size // len(line))
+        file_id = upload(api, content)
+        # When: a download has started (200 and the first MiB received), then the store stalls
+        received = 0
+        with (
+            pytest.raises(httpx.HTTPError) as broken,
+            httpx.stream("GET", f"{api}/v1/files/{file_id}/content", timeout=60) as r,
+        ):
+            assert r.status_code == 200 and int(r.headers["content-length"]) == len(content)
+            for chunk in r.iter_bytes():
+                received += len(chunk)
+                if received >= MiB and moto.alive():
+                    os.kill(moto.pid, signal.SIGSTOP)
+        # Then: the client sees a broken transfer (not a complete-looking short file) once the read times out
+        assert 0 < received < len(content)
+        assert isinstance(broken.value, httpx.RemoteProtocolError | httpx.ReadError), broken.value
+    finally:
+        if moto.alive():
+            os.kill(moto.pid, signal.SIGCONT)
+        moto.stop()
