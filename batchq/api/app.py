@@ -19,6 +19,7 @@ from redis.retry import Retry
 from batchq.api.auth import KeyRing
 from batchq.api.deps import Services
 from batchq.api.handlers import install_error_handlers
+from batchq.api.idempotency import IdempotencyKeys
 from batchq.api.routers import batches, files, health
 from batchq.celery_config import make_producer
 from batchq.config import Settings, get_settings
@@ -44,6 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_log_redaction(settings.upstream_api_key, *settings.api_key_map())
     app = FastAPI(title="batchq", version="0.1.0", description="OpenAI-compatible batch processing for LLM requests")
     client = make_api_redis(settings)
+    state = BatchState(client)
     app.state.services = Services(
         settings=settings,
         redis=client,
@@ -54,10 +56,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             s3_timeout_s=settings.api_store_timeout_s,
             s3_max_attempts=API_S3_MAX_ATTEMPTS,
         ),
-        state=BatchState(client),
+        state=state,
         files=FileRegistry(client),
         producer=make_api_producer(settings),
         keys=key_ring,
+        idempotency=IdempotencyKeys(client, state),
     )
     app.include_router(files.router, prefix="/v1")
     app.include_router(batches.router, prefix="/v1")

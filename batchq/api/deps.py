@@ -10,6 +10,7 @@ from celery import Celery
 from fastapi import Depends, Request
 
 from batchq.api.auth import KeyRing
+from batchq.api.idempotency import IdempotencyKeys
 from batchq.config import Settings
 from batchq.files import FileRegistry
 from batchq.state import BatchState
@@ -25,6 +26,7 @@ class Services:
     files: FileRegistry
     producer: Celery
     keys: KeyRing
+    idempotency: IdempotencyKeys
 
 
 async def get_services(request: Request) -> Services:

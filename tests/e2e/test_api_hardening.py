@@ -242,7 +242,7 @@ UPSTREAM_KEY = "sk-proj-Zq7hardeningSecretKey0123456789abcdefXYZ"
 @pytest.mark.parametrize("message", [f"Incorrect API key provided: {UPSTREAM_KEY}.", "key sk-proj-****************XYZ"])
 def test_the_upstream_key_appears_nowhere(make_stack: StackFactory, sim: str, message: str) -> None:
     # Given: an upstream whose 401 quotes the configured key (whole, or OpenAI-style masked)
-    stack = make_stack(upstream_api_key=UPSTREAM_KEY, max_attempts="2")
+    stack = make_stack(upstream_api_key=UPSTREAM_KEY)
     api, api_proc = start_api(stack)
     worker = stack.start_worker("redact", concurrency=4)
     error = {"message": message, "type": "invalid_request_error", "code": "invalid_api_key", "key": UPSTREAM_KEY}

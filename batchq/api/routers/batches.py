@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from batchq.api.bodies import CreateBodyDep
 from batchq.api.deps import AccountDep, Services, ServicesDep
 from batchq.api.errors import BadRequestProblem, ConflictProblem, LimitReachedProblem, NotFoundProblem
-from batchq.api.idempotency import Claim, IdempotencyKeys, check_key
+from batchq.api.idempotency import Claim, check_key
 from batchq.api.params import CreateParams, list_limit, parse_create_body
 from batchq.api.streaming import primed_stream
 from batchq.celery_config import INTAKE_TASK
@@ -48,7 +48,7 @@ def create_batch(request: Request, body: CreateBodyDep, services: ServicesDep, a
     batch_id = new_batch_id()
     claim: Claim | None = None
     if idem_key is not None:
-        earlier = IdempotencyKeys(services.redis, services.state).claim(account, idem_key, params.body_hash, batch_id)
+        earlier = services.idempotency.claim(account, idem_key, params.body_hash, batch_id)
         if isinstance(earlier, Batch):
             return _json(earlier)
         claim = earlier
@@ -57,10 +57,10 @@ def create_batch(request: Request, body: CreateBodyDep, services: ServicesDep, a
     except BaseException:
         if claim is not None:
             with contextlib.suppress(Exception):  # the claim expires on its own if Redis is the problem
-                IdempotencyKeys(services.redis, services.state).release(claim)
+                services.idempotency.release(claim)
         raise
     if claim is not None:
-        IdempotencyKeys(services.redis, services.state).complete(claim)
+        services.idempotency.complete(claim)
     return _json(batch)
 
 
@@ -94,7 +94,9 @@ def _create(services: Services, account: str, batch_id: str, params: CreateParam
     try:
         if not services.files.add_reader(params.input_file_id, batch_id):  # deleted since we looked
             raise _no_input(params.input_file_id)
-        services.producer.send_task(INTAKE_TASK, args=[batch_id], task_id=f"intake-{batch_id}")
+        # ignore_result: nothing waits on intake's result, and without it Celery's Redis backend subscribes
+        # the API to a pub/sub channel per batch (with the backend's own, much longer socket timeout).
+        services.producer.send_task(INTAKE_TASK, args=[batch_id], task_id=f"intake-{batch_id}", ignore_result=True)
     except BaseException:
         # Nothing ran yet: forget the batch so that a retry creates it afresh (best effort in an outage).
         with contextlib.suppress(Exception):
