@@ -162,13 +162,11 @@ async def receive_upload(
                 if size + counted["field_bytes"] > max_bytes:
                     raise _too_large(max_bytes)
                 if writer is None:
-                    writer = store.writer(storage_key)
-                    await run_in_threadpool(writer.__enter__)
+                    writer = await run_in_threadpool(_open_writer, store, storage_key)
                 await run_in_threadpool(writer.write, data)
         parser.finalize()
         if state["done_file"] and writer is None:  # an empty file part: store an empty object
-            writer = store.writer(storage_key)
-            await run_in_threadpool(writer.__enter__)
+            writer = await run_in_threadpool(_open_writer, store, storage_key)
     except BaseException as exc:
         if writer is not None:
             await run_in_threadpool(writer.__exit__, type(exc), exc, None)
@@ -178,6 +176,11 @@ async def receive_upload(
     if writer is not None:
         await run_in_threadpool(writer.__exit__, None, None, None)
     return Upload(fields=fields, filename=state["filename"], size=size, stored=writer is not None)
+
+
+def _open_writer(store: ObjectStore, key: str) -> Writer:
+    """A writer that has been entered (only an entered writer may be exited)."""
+    return store.writer(key).__enter__()
 
 
 def _too_large(max_bytes: int) -> PayloadTooLargeProblem:

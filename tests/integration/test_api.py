@@ -188,6 +188,17 @@ def test_a_store_that_refuses_writes_is_a_503(redis: redis_lib.Redis, redis_url:
         assert health.status_code == 503 and health.json()["redis"] == "ok" and health.json()["store"] != "ok"
 
 
+def test_a_local_store_that_cannot_write_is_a_503(redis: redis_lib.Redis, redis_url: str, tmp_path: Path) -> None:
+    # Given: a local store whose root lies under a regular file (no directory can be made there, even as root)
+    (tmp_path / "a-file").write_text("x")
+    settings = Settings(redis_url=redis_url, storage_url=f"file://{tmp_path / 'a-file' / 'store'}", local_mode=True)
+    with TestClient(create_app(settings), raise_server_exceptions=False) as c:
+        r = c.post("/v1/files", files={"file": ("a.jsonl", b'{"a": 1}\n')}, data={"purpose": "batch"})
+        assert r.status_code == 503, r.text
+        assert r.json()["error"]["code"] == "storage_unavailable" and r.headers["x-should-retry"] == "true"
+        assert c.get("/healthz").json()["store"] != "ok"
+
+
 @pytest.mark.parametrize(
     ("api_keys", "local_mode", "message"),
     [
