@@ -99,8 +99,13 @@ class IdempotencyKeys:
                     "for a different request.",
                     code="idempotency_key_reused",
                 )
-            found = self.state.get(str(stored.get("b")), account)
-            if found is not None:
+            if stored.get("s") == "done":  # only then is the batch sure to stay (a failed first try removes it)
+                found = self.state.get(str(stored.get("b")), account)
+                if found is None:
+                    raise ConflictProblem(
+                        "The batch created with this Idempotency-Key has been deleted; use a new key.",
+                        code="idempotency_key_reused",
+                    )
                 return found
             time.sleep(POLL_S)
         raise ConflictProblem(

@@ -101,6 +101,7 @@ def _create(services: Services, account: str, batch_id: str, params: CreateParam
         # Nothing ran yet: forget the batch so that a retry creates it afresh (best effort in an outage).
         with contextlib.suppress(Exception):
             services.files.release_reader(params.input_file_id, batch_id)
+        with contextlib.suppress(Exception):
             services.state.delete(batch_id, account)
         raise
     batch = services.state.get(batch_id)
