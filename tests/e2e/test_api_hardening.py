@@ -303,6 +303,12 @@ def test_a_download_that_fails_midway_breaks_the_transfer(
         # Then: the client sees a broken transfer (not a complete-looking short file) once the read times out
         assert 0 < received < len(content)
         assert isinstance(broken.value, httpx.RemoteProtocolError | httpx.ReadError), broken.value
+        # and while the store stays stalled, /healthz says so within a few seconds and /livez answers
+        t0 = time.monotonic()
+        health = httpx.get(f"{api}/healthz", timeout=30)
+        assert health.status_code == 503 and health.json()["store"] != "ok" and health.json()["redis"] == "ok"
+        assert time.monotonic() - t0 < 8, f"/healthz took {time.monotonic() - t0:.1f}s"
+        assert httpx.get(f"{api}/livez", timeout=2).status_code == 200
     finally:
         if moto.alive():
             os.kill(moto.pid, signal.SIGCONT)
