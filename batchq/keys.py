@@ -152,6 +152,11 @@ def metrics_totals() -> str:
     return f"{PREFIX}:metrics:requests"
 
 
+def file_readers(file_id: str) -> str:
+    """Set of the batch ids that read this file as their input; a delete of the file waits for it to drain."""
+    return f"{PREFIX}:file:{file_id}:readers"
+
+
 def storage_key(file_id: str) -> str:
     """Where a file's bytes live in the object store (uploads and batch outputs alike)."""
     return f"files/{file_id}"
