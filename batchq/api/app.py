@@ -25,8 +25,8 @@ from batchq.broker import make_producer
 from batchq.config import Settings, get_settings
 from batchq.files import FileRegistry
 from batchq.redact import install_log_redaction
-from batchq.state.health import UnsafeRedisError, check_eviction_policy
 from batchq.state import BatchState
+from batchq.state.health import UnsafeRedisError, check_eviction_policy
 from batchq.storage import store_from_url
 
 log = logging.getLogger("batchq.api")
