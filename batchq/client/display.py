@@ -84,6 +84,7 @@ class ProgressDisplay:
 
     def update(self, batch: Batch) -> None:
         """Show the batch as just polled."""
+        stage = lifecycle_stage(batch)
         counts = batch.request_counts
         done = counts.completed + counts.failed
         now = self._clock()
@@ -94,15 +95,13 @@ class ProgressDisplay:
         if self._progress is not None:
             total = counts.total or None
             if self._task is None:
-                self._task = self._progress.add_task(batch.status, total=total, completed=done, summary=summary)
+                self._task = self._progress.add_task(stage, total=total, completed=done, summary=summary)
             else:
-                self._progress.update(
-                    self._task, description=batch.status, total=total, completed=done, summary=summary
-                )
+                self._progress.update(self._task, description=stage, total=total, completed=done, summary=summary)
             return
-        if batch.status != self._last_status or now - self._last_print_at >= self._every_s:
-            print(f"{batch.id} {batch.status}: {summary}", file=self._stream, flush=True)
-            self._last_status, self._last_print_at = batch.status, now
+        if stage != self._last_status or now - self._last_print_at >= self._every_s:
+            print(f"{batch.id} {stage}: {summary}", file=self._stream, flush=True)
+            self._last_status, self._last_print_at = stage, now
 
     def _rate(self, batch: Batch, done: int, now: float) -> float | None:
         """Requests per second: as observed while waiting, else since the batch started (server's clock)."""
@@ -151,6 +150,12 @@ def when(timestamp: int | None) -> str:
     return datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S") if timestamp else "-"
 
 
+def lifecycle_stage(batch: Batch) -> str:
+    """The status to show: OpenAI's, except the seed's "queued" for a batch whose lines have not started yet."""
+    extra = batch.model_extra or {}
+    return "queued" if batch.status == "in_progress" and extra.get("queued") else batch.status
+
+
 def show_batch(batch: Batch) -> None:
     """A batch as a two-column table on stdout."""
     from rich.table import Table
@@ -161,7 +166,7 @@ def show_batch(batch: Batch) -> None:
     table.add_column(overflow="fold")
     rows: list[tuple[str, str]] = [
         ("id", batch.id),
-        ("status", batch.status),
+        ("status", lifecycle_stage(batch)),
         ("endpoint", batch.endpoint),
         ("model", batch.model or "-"),
         ("requests", f"{counts.completed} completed, {counts.failed} failed, {counts.total} total"),

@@ -49,6 +49,19 @@ def test_one_account_with_four_batches_and_one_with_one_share_a_rate_limit_evenl
     share = done_b / (done_a + done_b)
     print(f"\nA {done_a} (4 batches), B {done_b} (1 batch) in 30 s: B's share {share:.0%}")
     assert 0.4 <= share <= 0.6, (done_a, done_b)
+    # and /metrics shows each account's waiting, in-flight and recorded lines
+    metrics = {
+        line.split(" ")[0]: float(line.split(" ")[1])
+        for line in httpx.get(f"{api}/metrics").text.splitlines()
+        if line.startswith("batchq_account_lines")
+    }
+    assert (
+        metrics['batchq_account_lines_waiting{account="acct-a"}']
+        > metrics['batchq_account_lines_waiting{account="acct-b"}']
+        > 0
+    )
+    assert 0 < metrics['batchq_account_lines_in_flight{account="acct-b"}'] <= 64
+    assert metrics['batchq_account_lines_total{account="acct-b",outcome="completed"}'] >= done_b
     for batch_id, headers in [*((i, A) for i in a_ids), (b_id, B)]:
         httpx.post(f"{api}/v1/batches/{batch_id}/cancel", headers=headers).raise_for_status()
     for batch_id, headers in [*((i, A) for i in a_ids), (b_id, B)]:

@@ -14,6 +14,7 @@ from batchq.config import Settings
 from batchq.pipeline.context import build_context
 from batchq.pipeline.sweep import SweepActions, sweep
 from batchq.ratelimit import RateLimiter
+from batchq.state import pack_index
 from tests.e2e.conftest import StackFactory
 from tests.e2e.test_chaos import assert_exactly_once, configure_sim, submit, wait_progress
 from tests.stack import chat_lines, wait_final
@@ -85,6 +86,7 @@ def test_sweeper_rounds_send_one_intake_and_one_finalize(redis: Any, redis_url: 
         redis.sadd(keys.active_batches(), batch_id)
     redis.hset(keys.batch_counts("batch_done"), "completed", 1)
     redis.hset(keys.batch_outcomes("batch_done"), "0", '{"error":null}')
+    redis.set(keys.batch_index("batch_done"), pack_index([(1, 0, 10)]))
     sent: list[tuple[str, str]] = []
     actions = SweepActions(
         send_intake=lambda b: sent.append(("intake", b)),

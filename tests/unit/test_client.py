@@ -877,3 +877,15 @@ def test_sync_and_async_methods_are_one_operation(server: FakeServer) -> None:
     assert list(inspect.signature(sync_client.batches.wait).parameters)[0] == "batch_id"
     sync_client.close()
     asyncio.run(async_client.aclose())
+
+
+def test_a_running_batch_whose_lines_have_not_started_shows_as_queued() -> None:
+    from batchq.client.display import lifecycle_stage
+    from batchq.schemas import Batch
+
+    base = {"id": "batch_1", "endpoint": "/v1/chat/completions", "input_file_id": "f", "completion_window": "24h"}
+    waiting = Batch.model_validate({**base, "status": "in_progress", "created_at": 1, "queued": True})
+    started = Batch.model_validate({**base, "status": "in_progress", "created_at": 1, "queued": False})
+    assert lifecycle_stage(waiting) == "queued"
+    assert lifecycle_stage(started) == "in_progress"
+    assert lifecycle_stage(Batch.model_validate({**base, "status": "validating", "created_at": 1})) == "validating"

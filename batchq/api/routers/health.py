@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from batchq import keys
 from batchq.api.deps import ServicesDep
 from batchq.broker import QUEUES
+from batchq.state.metrics import AccountLines, account_lines
 
 router = APIRouter(tags=["health"])
 
@@ -51,6 +52,28 @@ async def _check(ping: Callable[[], object], deadline_s: float) -> str:
         return f"error: {type(exc).__name__}"
 
 
+def account_metric_lines(figures: dict[str, AccountLines]) -> list[str]:
+    """Per-account lines: waiting their turn, handed out and not yet recorded, recorded (by outcome)."""
+    out = [
+        "# HELP batchq_account_lines_waiting Lines of running batches not yet handed to a worker (queued).",
+        "# TYPE batchq_account_lines_waiting gauge",
+        *(f'batchq_account_lines_waiting{{account="{_label(a)}"}} {f.waiting}' for a, f in sorted(figures.items())),
+        "# HELP batchq_account_lines_in_flight Lines handed to the workers and not yet recorded.",
+        "# TYPE batchq_account_lines_in_flight gauge",
+        *(f'batchq_account_lines_in_flight{{account="{_label(a)}"}} {f.in_flight}' for a, f in sorted(figures.items())),
+        "# HELP batchq_account_lines_total Lines recorded, by outcome.",
+        "# TYPE batchq_account_lines_total counter",
+    ]
+    for account, f in sorted(figures.items()):
+        out.append(f'batchq_account_lines_total{{account="{_label(account)}",outcome="completed"}} {f.completed}')
+        out.append(f'batchq_account_lines_total{{account="{_label(account)}",outcome="failed"}} {f.failed}')
+    return out
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
 @router.get("/metrics")
 def metrics(services: ServicesDep) -> PlainTextResponse:
     """Prometheus text: active batches, queue depths, per-status batch counts of active batches."""
@@ -69,4 +92,5 @@ def metrics(services: ServicesDep) -> PlainTextResponse:
         "# TYPE batchq_requests_total counter",
     ]
     lines += [f'batchq_requests_total{{outcome="{k}"}} {v}' for k, v in sorted(totals.items())]
+    lines += account_metric_lines(account_lines(r))
     return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
