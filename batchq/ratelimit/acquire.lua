@@ -17,8 +17,8 @@ local now = now_ms()
 -- A handed-over slot whose short handoff lease lapsed before its waiter came is gone: queue again.
 if held and not redis.call('ZSCORE', KEYS[2], gid) then held = false end
 if not held then
-  handoff(now)
-  if CAP > 0 and (redis.call('ZCARD', KEYS[2]) >= CAP or redis.call('LLEN', KEYS[9]) > 0) then
+  local _, n = handoff(now)
+  if CAP > 0 and (n >= CAP or redis.call('LLEN', KEYS[9]) > 0) then
     if max_wait <= 0 then return {0, 'in_flight', tostring(wake_in(now, now + 1000))} end
     local deadline = now + max_wait
     redis.call('RPUSH', KEYS[9], gid .. ':' .. deadline)

@@ -34,7 +34,7 @@ DRAIN_GRACE_FRACTION = 0.1
 IN_FLIGHT_RETRY_S = 1.0
 #: Longest single BLPOP of a waiter; it re-checks (and reclaims lapsed leases) at least this often. Well under
 #: redis-py's default socket timeout (5 s), which a blocking read must not reach.
-MAX_BLOCK_S = 2.0
+MAX_BLOCK_S = 4.0
 #: Wake-ups one waiter handles at most before giving up (each is a BLPOP timeout; bounds the loop).
 MAX_WAKEUPS = 1000
 #: A sender that wakes this much after its reserved time (GIL, CPU load) takes a new reservation instead of
