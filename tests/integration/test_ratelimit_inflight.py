@@ -347,3 +347,22 @@ def test_commands_per_request_stay_bounded_under_an_rpm_limit(
     print(f"\n{threads} threads, 6,000 rpm, cap 16: {per_request:.1f} commands/request")
     assert state["granted"] == 400 and state["max_held"] <= 16
     assert per_request <= 45
+
+
+def test_a_waiter_whose_handed_over_slot_lapsed_before_it_came_takes_a_slot_again(redis: redis_lib.Redis) -> None:
+    # Given a cap of 1 with a 0.5 s lease (so the handoff lease is 0.5 s too), held, and a queued waiter
+    limiter = RateLimiter(redis, ROUTE, RouteLimits(max_in_flight=1), lease_s=0.5)
+    holder = limiter.acquire(max_wait_s=1)
+    assert isinstance(holder, Grant)
+    queued = limiter._call(limiter._acquire, "slow", 0, 10_000, *limiter._acquire_extra(False))
+    assert int(queued[0]) == 2
+
+    # When the slot is handed over but the waiter is too slow to take it (a starved thread)
+    limiter.release(holder)
+    time.sleep(0.6)
+
+    # Then its late claim does not count a lapsed slot as held: it takes a free one the normal way (here at once)
+    claim = limiter._call(limiter._acquire, "slow", 0, 5_000, *limiter._acquire_extra(True))
+    answer = limiter._settle("slow", 0, claim, time.monotonic() + 5)
+    assert isinstance(answer, Grant) and answer.grant_id == "slow"
+    assert limiter.stats()["in_flight"] == 1 and limiter.stats()["waiters"] == 0
