@@ -6,6 +6,7 @@ docs/ratelimit.md; the scripts' contracts are in the ``.lua`` files.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 import uuid
@@ -232,7 +233,13 @@ class RateLimiter:
         for _ in range(MAX_REQUEUES):
             if int(reply[0]) != 2:
                 return self._answer(grant_id, tokens, reply)
-            if not self._wait_for_slot(grant_id, int(reply[3]), float(_text(reply[2])) / 1000):
+            try:
+                handed = self._wait_for_slot(grant_id, int(reply[3]), float(_text(reply[2])) / 1000)
+            except BaseException:  # Redis error, shutdown, time limit: leave the queue if Redis still answers
+                with contextlib.suppress(redis.RedisError):
+                    self._call(self._wait, grant_id, int(reply[3]), "1")
+                raise
+            if not handed:
                 return Denied(retry_after_s=IN_FLIGHT_RETRY_S, reason="in_flight")
             left_ms = max(0, round((deadline - time.monotonic()) * 1000))
             reply = self._call(self._acquire, grant_id, tokens, left_ms, *self._acquire_extra(True))

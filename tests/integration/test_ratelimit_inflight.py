@@ -366,3 +366,29 @@ def test_a_waiter_whose_handed_over_slot_lapsed_before_it_came_takes_a_slot_agai
     answer = limiter._settle("slow", 0, claim, time.monotonic() + 5)
     assert isinstance(answer, Grant) and answer.grant_id == "slow"
     assert limiter.stats()["in_flight"] == 1 and limiter.stats()["waiters"] == 0
+
+
+def test_a_waiter_interrupted_while_blocked_leaves_the_queue(
+    redis: redis_lib.Redis, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a cap of 1, held, and a waiter whose blocking read fails (connection cut, shutdown, time limit)
+    limiter = RateLimiter(redis, ROUTE, RouteLimits(max_in_flight=1))
+    holder = limiter.acquire(max_wait_s=1)
+    assert isinstance(holder, Grant)
+    client = redis_lib.Redis.from_url(redis_url)
+    waiter = RateLimiter(client, ROUTE, RouteLimits(max_in_flight=1))
+
+    def cut(*args: Any, **kwargs: Any) -> None:
+        raise redis_lib.ConnectionError("connection cut")
+
+    monkeypatch.setattr(client, "blpop", cut)
+
+    # When it waits
+    with pytest.raises(redis_lib.ConnectionError):
+        waiter.acquire(max_wait_s=5)
+
+    # Then the error reaches the caller, and the waiter left the queue: a release does not hand it the slot
+    assert limiter.stats()["waiters"] == 0
+    limiter.release(holder)
+    assert limiter.stats()["in_flight"] == 0
+    client.close()
