@@ -392,3 +392,18 @@ def test_a_waiter_interrupted_while_blocked_leaves_the_queue(
     limiter.release(holder)
     assert limiter.stats()["in_flight"] == 0
     client.close()
+
+
+def test_a_dead_holders_slot_comes_back_within_the_default_lease(redis: redis_lib.Redis) -> None:
+    # Given a cap of 1 with every default (30 s lease), held by a worker that dies without releasing or renewing
+    limiter = RateLimiter(redis, ROUTE, RouteLimits(max_in_flight=1))
+    dead = limiter.acquire(max_wait_s=1)
+    assert isinstance(dead, Grant)
+
+    # When another worker may wait up to 40 s
+    started = time.monotonic()
+    grant = limiter.acquire(max_wait_s=40)
+
+    # Then it gets the slot when the 30 s lease lapses, well within a minute, with nobody releasing or reaping
+    assert isinstance(grant, Grant)
+    assert 29 <= time.monotonic() - started <= 34

@@ -110,6 +110,23 @@ def test_no_second_over_the_per_second_share_plus_burst(redis: redis_lib.Redis, 
         assert sends[-1] - sends[0] <= (300 - 1) * interval_ms + 1
 
 
+def test_the_61_s_window_cap_holds_with_the_defaults(redis: redis_lib.Redis, redis_url: str) -> None:
+    # Given 100 rpm with every default: the 61 s window (60 s + 1 s guard) and burst 1
+    limits = RouteLimits(rpm=100)
+    probe = RateLimiter(redis, ROUTE, limits)
+    assert probe.window_ms == 61_000
+
+    # When 250 requests are reserved (about 150 s of schedule, checked without waiting for it)
+    sends = [g.send_at_ms for g in reserve_from_threads(redis_url, limits, 250)]
+
+    # Then no 61 s window holds more than 100 (an upstream up to 1 s late sees at most 100 in its 60 s), no second
+    # more than floor(100/60 + 1) = 2, and the pace is the 61 s share: one per 610 ms after a burst of 2
+    assert all(b - a >= 61_000 for a, b in zip(sends, sends[100:], strict=False))
+    assert max_in_any_window(sends, 61_000) == 100
+    assert max_in_any_window(sends, 1000) <= 2
+    assert sends[-1] - sends[0] == pytest.approx((250 - 2) * 610, abs=2)
+
+
 def test_sliding_cap_holds_exactly(redis: redis_lib.Redis, redis_url: str) -> None:
     # Given a 2 s window with no guard, 10 requests per window, and a burst so large that only the window log limits
     limits = RouteLimits(rpm=10)
