@@ -4,8 +4,9 @@
 --       13 "1" when the caller already holds its in-flight slot (handed over while it waited, or a sender that
 --          woke too late for its reservation: its log entries then move to the new time).
 -- Returns {1, now, send_at} granted: the slot is held and the send time reserved (send_at >= now, ms as a string);
---         {2, now, wake_in_ms} queued for an in-flight slot: BLPOP KEYS[9]..':'..gid for at most wake_in_ms,
---                              then call again with ARGV[13] = "1" (handed over) or run wait.lua (timed out);
+--         {2, now, wake_in_ms, deadline} queued for an in-flight slot until deadline (ms): BLPOP
+--                              KEYS[9]..':'..gid for at most wake_in_ms, then call again with ARGV[13] = "1"
+--                              (handed over) or run wait.lua with that deadline (timed out);
 --         {0, reason, wait_ms} denied: the wait would exceed ARGV[10]; nothing is reserved (a held slot is freed).
 -- Send times are reserved in call order (FIFO) and are exact: the rpm-th latest reservation lies a whole window
 -- before, the PER_SECOND-th latest a whole second before, and the tokens of any window fit the tpm.
@@ -17,13 +18,13 @@ local now = now_ms()
 -- A handed-over slot whose short handoff lease lapsed before its waiter came is gone: queue again.
 if held and not redis.call('ZSCORE', KEYS[2], gid) then held = false end
 if not held then
-  handoff(now)
-  if CAP > 0 and (redis.call('ZCARD', KEYS[2]) >= CAP or redis.call('LLEN', KEYS[9]) > 0) then
+  local _, n = handoff(now)
+  if CAP > 0 and (n >= CAP or redis.call('LLEN', KEYS[9]) > 0) then
     if max_wait <= 0 then return {0, 'in_flight', tostring(wake_in(now, now + 1000))} end
     local deadline = now + max_wait
     redis.call('RPUSH', KEYS[9], gid .. ':' .. deadline)
     if redis.call('PTTL', KEYS[9]) < max_wait + 1000 then redis.call('PEXPIRE', KEYS[9], max_wait + 1000) end
-    return {2, now, tostring(wake_in(now, deadline))}
+    return {2, now, tostring(wake_in(now, deadline)), deadline}
   end
 end
 

@@ -57,10 +57,11 @@ local function prune_tokens(cutoff)
 end
 
 -- Reclaims lapsed leases (their holders died), then hands free slots to the oldest live waiters: the slot is
--- theirs (a fresh lease) before they wake, so nobody races for it. Returns the number of lapsed leases.
+-- theirs (a fresh lease) before they wake, so nobody races for it. Returns the number of lapsed leases, and the
+-- number of slots held afterwards (nil on an unlimited route, which never queues).
 local function handoff(now)
   local lapsed = redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-  if CAP <= 0 then return lapsed end
+  if CAP <= 0 then return lapsed, nil end
   local n = redis.call('ZCARD', KEYS[2])
   local budget = HANDOFF_BUDGET
   while n < CAP and budget > 0 do
@@ -80,7 +81,7 @@ local function handoff(now)
       n = n + 1
     end
   end
-  return lapsed
+  return lapsed, n
 end
 
 -- Seconds-to-wake hint for a waiter: its deadline, or just after the earliest lease ends (it may have lapsed).

@@ -1,3 +1,4 @@
 -- reap: reclaim the slots of lapsed leases (dead holders) and hand free slots to waiters; for the sweeper.
 -- Keys and common ARGV: see lib.lua. No script ARGV. Returns the number of lapsed leases reclaimed.
-return handoff(now_ms())
+local lapsed = handoff(now_ms())
+return lapsed

@@ -8,6 +8,7 @@ import threading
 import time
 from typing import Any
 
+import pytest
 import redis as redis_lib
 
 from batchq import keys
@@ -322,3 +323,83 @@ def test_a_waiter_that_died_in_the_queue_holds_its_handed_over_slot_only_briefly
     grant = limiter.acquire(max_wait_s=10)
     assert isinstance(grant, Grant)
     assert 3 <= time.monotonic() - started <= 6.5
+
+
+@pytest.mark.parametrize("threads", [64, 256])
+def test_commands_per_request_stay_bounded_under_an_rpm_limit(
+    redis: redis_lib.Redis, redis_url: str, threads: int
+) -> None:
+    # Given 6,000 rpm (98 a second over the 61 s window) and 16 in flight, and 64 or 256 threads taking 400 grants
+    # of 20 ms (4 s of pace)
+    limits = RouteLimits(rpm=6000, max_in_flight=16)
+    before = command_calls(redis)
+
+    # When they run (almost all of them wait: in the queue for a slot, then for their reserved time)
+    state = run_holders(redis_url, limits, threads=threads, requests=400, hold_s=0.02)
+
+    # Then every grant was taken, and waiting cost the same few commands whatever the number of waiters (the
+    # polling limiter this replaced ran 154 and 181 a request in this scenario)
+    per_request = (command_calls(redis) - before) / 400
+    print(f"\n{threads} threads, 6,000 rpm, cap 16: {per_request:.1f} commands/request")
+    assert state["granted"] == 400 and state["max_held"] <= 16
+    assert per_request <= 45
+
+
+def test_a_waiter_whose_handed_over_slot_lapsed_before_it_came_takes_a_slot_again(redis: redis_lib.Redis) -> None:
+    # Given a cap of 1 with a 0.5 s lease (so the handoff lease is 0.5 s too), held, and a queued waiter
+    limiter = RateLimiter(redis, ROUTE, RouteLimits(max_in_flight=1), lease_s=0.5)
+    holder = limiter.acquire(max_wait_s=1)
+    assert isinstance(holder, Grant)
+    queued = limiter._call(limiter._acquire, "slow", 0, 10_000, *limiter._acquire_extra(False))
+    assert int(queued[0]) == 2
+
+    # When the slot is handed over but the waiter is too slow to take it (a starved thread)
+    limiter.release(holder)
+    time.sleep(0.6)
+
+    # Then its late claim does not count a lapsed slot as held: it takes a free one the normal way (here at once)
+    claim = limiter._call(limiter._acquire, "slow", 0, 5_000, *limiter._acquire_extra(True))
+    answer = limiter._settle("slow", 0, claim, time.monotonic() + 5)
+    assert isinstance(answer, Grant) and answer.grant_id == "slow"
+    assert limiter.stats()["in_flight"] == 1 and limiter.stats()["waiters"] == 0
+
+
+def test_a_waiter_interrupted_while_blocked_leaves_the_queue(
+    redis: redis_lib.Redis, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a cap of 1, held, and a waiter whose blocking read fails (connection cut, shutdown, time limit)
+    limiter = RateLimiter(redis, ROUTE, RouteLimits(max_in_flight=1))
+    holder = limiter.acquire(max_wait_s=1)
+    assert isinstance(holder, Grant)
+    client = redis_lib.Redis.from_url(redis_url)
+    waiter = RateLimiter(client, ROUTE, RouteLimits(max_in_flight=1))
+
+    def cut(*args: Any, **kwargs: Any) -> None:
+        raise redis_lib.ConnectionError("connection cut")
+
+    monkeypatch.setattr(client, "blpop", cut)
+
+    # When it waits
+    with pytest.raises(redis_lib.ConnectionError):
+        waiter.acquire(max_wait_s=5)
+
+    # Then the error reaches the caller, and the waiter left the queue: a release does not hand it the slot
+    assert limiter.stats()["waiters"] == 0
+    limiter.release(holder)
+    assert limiter.stats()["in_flight"] == 0
+    client.close()
+
+
+def test_a_dead_holders_slot_comes_back_within_the_default_lease(redis: redis_lib.Redis) -> None:
+    # Given a cap of 1 with every default (30 s lease), held by a worker that dies without releasing or renewing
+    limiter = RateLimiter(redis, ROUTE, RouteLimits(max_in_flight=1))
+    dead = limiter.acquire(max_wait_s=1)
+    assert isinstance(dead, Grant)
+
+    # When another worker may wait up to 40 s
+    started = time.monotonic()
+    grant = limiter.acquire(max_wait_s=40)
+
+    # Then it gets the slot when the 30 s lease lapses, well within a minute, with nobody releasing or reaping
+    assert isinstance(grant, Grant)
+    assert 29 <= time.monotonic() - started <= 34
