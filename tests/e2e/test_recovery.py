@@ -13,7 +13,6 @@ from batchq import keys
 from batchq.config import Settings
 from batchq.pipeline.context import build_context
 from batchq.pipeline.sweep import SweepActions, sweep
-from batchq.ratelimit import RateLimiter
 from batchq.state import pack_index
 from tests.e2e.conftest import StackFactory
 from tests.e2e.test_chaos import assert_exactly_once, configure_sim, submit, wait_progress
@@ -98,4 +97,3 @@ def test_sweeper_rounds_send_one_intake_and_one_finalize(redis: Any, redis_url: 
         sweep(ctx, actions)
     # Then: one intake and one finalize were sent, not five of each
     assert sorted(sent) == [("finalize", "batch_done"), ("intake", "batch_slow")]
-    assert isinstance(ctx.limiter(ctx.routes.route_for("m")), RateLimiter)
