@@ -20,6 +20,10 @@ from batchq.redact import install_log_redaction
 from batchq.state.health import check_eviction_policy
 
 
+#: Celery's loggers that write a line per task at INFO; failures still come through at WARNING and above.
+PER_TASK_LOGGERS = ("celery.worker.strategy", "celery.app.trace")
+
+
 def pool_named_on_command_line(argv: Sequence[str]) -> bool:
     return any(arg in ("-P", "--pool") or arg.startswith(("--pool=", "-P")) for arg in argv[1:])
 
@@ -52,6 +56,8 @@ def _check_redis(**_: Any) -> None:
 @signals.setup_logging.connect
 def _setup_logging(**_: Any) -> None:
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s: %(levelname)s/%(processName)s] %(name)s: %(message)s")
+    for name in PER_TASK_LOGGERS:  # "Task … received" / "succeeded" for every request: CPU and noise, not news
+        logging.getLogger(name).setLevel(logging.WARNING)
     settings = get_settings()
     try:
         api_keys = list(settings.api_key_map())

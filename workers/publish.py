@@ -24,16 +24,21 @@ def start_chord(app: Celery, batch_id: str, total: int) -> None:
 
 
 def publish_lines(app: Celery, lines: Iterable[tuple[str, int]]) -> None:
+    todo = list(lines)
+    if not todo:
+        return
     callbacks: dict[str, object] = {}
-    for batch_id, line in lines:
-        callback = callbacks.get(batch_id)
-        if callback is None:
-            callback = callbacks[batch_id] = finalize_signature(app, batch_id)
-        app.send_task(
-            REQUEST_TASK,
-            args=[batch_id, line],
-            task_id=f"{batch_id}-{line}",
-            group_id=batch_id,
-            group_index=line,
-            chord=callback,
-        )
+    with app.producer_or_acquire() as producer:  # one producer for the lot, not one acquired per message
+        for batch_id, line in todo:
+            callback = callbacks.get(batch_id)
+            if callback is None:
+                callback = callbacks[batch_id] = finalize_signature(app, batch_id)
+            app.send_task(
+                REQUEST_TASK,
+                args=[batch_id, line],
+                task_id=f"{batch_id}-{line}",
+                group_id=batch_id,
+                group_index=line,
+                chord=callback,
+                producer=producer,
+            )
