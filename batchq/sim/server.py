@@ -368,6 +368,8 @@ def create_app(config: SimConfig) -> web.Application:
     app.router.add_post("/v1/chat/completions", endpoint("chat"))
     app.router.add_post("/v1/embeddings", endpoint("embeddings"))
     app.router.add_post("/v1/completions", endpoint("completions"))
+    app.router.add_post("/v1/responses", endpoint("responses"))  # batchq/sim/more_payloads.py
+    app.router.add_post("/v1/moderations", endpoint("moderations"))
     app.router.add_get("/v1/models", models)
     app.router.add_get("/sim/stats", stats)
     app.router.add_post("/sim/reset", reset)
