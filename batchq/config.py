@@ -92,6 +92,18 @@ class Settings(BaseSettings):
     """Per-batch scratch keys live at most this long (a safety net; finalize drops them sooner)."""
     result_ttl_after_final_s: int = 3600
 
+    # --- webhooks and retention (issue 14) -----------------------------------------------------
+    webhook_allow_private: bool = False
+    """Allow webhook URLs that reach loopback, private, link-local or reserved addresses (off: SSRF)."""
+    webhook_retry_period_s: int = 24 * 3600
+    """How long a failing webhook delivery keeps being retried, from its first attempt."""
+    webhook_timeout_s: float = 5.0
+    """Read/write timeout of one webhook POST (connect: at most 3 s; the whole attempt: at most twice this)."""
+    output_expires_after_s: int = 30 * 24 * 3600
+    """Output and error files expire this long after they are written, unless the batch sets its own."""
+    min_expires_after_s: int = 3600
+    """The shortest ``expires_after`` / ``output_expires_after`` accepted (OpenAI's is 3600; lower for tests)."""
+
     # --- API ----------------------------------------------------------------------------------
     api_host: str = "127.0.0.1"
     api_port: int = 8000
