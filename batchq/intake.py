@@ -14,6 +14,7 @@ from batchq import keys
 from batchq.context import WorkerContext
 from batchq.storage import ObjectNotFoundError
 from batchq.validation import FileValidator, LineError, ValidationResult
+from batchq.webhooks.dispatch import on_batch_final
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ def run_intake(ctx: WorkerContext, batch_id: str) -> int | None:
         return int(record.get("total", 0))
     if status == "cancelling":
         ctx.state.transition(batch_id, ["cancelling"], "cancelled")
+        on_batch_final(ctx.redis, ctx.settings.webhook_retry_period_s, batch_id, "cancelled")  # webhooks (issue 14)
         return None
     if status != "validating":
         return None
@@ -110,3 +112,4 @@ def _start(ctx: WorkerContext, batch_id: str, storage_key: str, result: Validati
 def _fail(ctx: WorkerContext, batch_id: str, errors: list[LineError]) -> None:
     ctx.state.set_fields(batch_id, errors={"object": "list", "data": [e.as_dict() for e in errors]})
     ctx.state.transition(batch_id, ["validating", "cancelling"], "failed")
+    on_batch_final(ctx.redis, ctx.settings.webhook_retry_period_s, batch_id, "failed")  # webhooks (issue 14)

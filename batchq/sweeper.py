@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from batchq.context import WorkerContext
 from batchq.finalize import fill_unsent, stop_code
+from batchq.housekeeping import housekeep
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ def sweep(ctx: WorkerContext, actions: SweepActions) -> SweepReport:
             _sweep_batch(ctx, actions, batch_id, report)
         except Exception:  # noqa: BLE001 - one bad batch must not stop the sweep of the others
             log.exception("sweep of batch %s failed", batch_id)
+    housekeep(ctx)  # issue 14: due webhook deliveries, expired files (batchq/housekeeping.py)
     return report
 
 

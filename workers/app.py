@@ -18,7 +18,7 @@ from batchq.context import WorkerContext, get_context
 
 app = Celery("batchq")
 app.conf.update(celery_config(get_settings()))
-app.conf.include = ["workers.intake", "workers.request", "workers.finalize", "workers.sweeper"]
+app.conf.include = ["workers.intake", "workers.request", "workers.finalize", "workers.sweeper", "workers.webhooks"]
 
 log = logging.getLogger("batchq.worker")
 

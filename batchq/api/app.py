@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from batchq.api.deps import Services
 from batchq.api.routes import batches, files, health
+from batchq.api.routes import webhooks as webhook_routes
 from batchq.celery_config import make_producer
 from batchq.config import Settings, get_settings
 from batchq.errors import BatchqError, ServiceUnavailableError
@@ -45,6 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.include_router(files.router, prefix="/v1")
     app.include_router(batches.router, prefix="/v1")
+    app.include_router(webhook_routes.router, prefix="/v1")  # webhooks (issue 14)
     app.include_router(health.router)
     _install_error_handlers(app)
     return app

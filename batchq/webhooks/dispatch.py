@@ -11,8 +11,9 @@ import time
 
 import redis
 
+from batchq import keys as batch_keys
 from batchq.webhooks.deliveries import DeliveryStore
-from batchq.webhooks.events import DISPATCH_GRACE_S, Sender
+from batchq.webhooks.events import DISPATCH_GRACE_S, EVENT_FOR_STATUS, Sender, emit_batch_event
 
 log = logging.getLogger(__name__)
 
@@ -51,3 +52,20 @@ def drain_due(client: redis.Redis[bytes], send: Sender | None, now: float | None
             log.warning("could not enqueue webhook delivery %s", delivery_id, exc_info=True)
             break
     return sent
+
+
+def on_batch_final(client: redis.Redis[bytes], retry_period_s: int, batch_id: str, status: str) -> list[str]:
+    """The call for pipeline code where a batch reaches ``status``: emit its event with this process's sender.
+
+    Safe to call again for the same batch and status (the emitted marker makes it a no-op). Never raises.
+    """
+    if status not in EVENT_FOR_STATUS:
+        return []
+    try:
+        raw = client.hget(batch_keys.batch_record(batch_id), "account")
+    except redis.RedisError:
+        log.exception("could not emit the %s event of batch %s", status, batch_id)
+        return []
+    if raw is None:
+        return []
+    return emit_batch_event(client, get_sender(), raw.decode(), batch_id, status, retry_period_s=retry_period_s)

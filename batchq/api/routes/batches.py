@@ -15,6 +15,7 @@ from batchq.api.deps import AccountDep, ServicesDep
 from batchq.api.params import list_limit
 from batchq.celery_config import INTAKE_TASK
 from batchq.errors import ConflictError, InvalidRequestError, NotFoundError, RateLimitError
+from batchq.expiration import parse_batch_output_expiry
 from batchq.ids import new_batch_id
 from batchq.results import iter_results
 from batchq.schemas import FINAL_STATUSES, Batch, BatchList
@@ -32,6 +33,7 @@ async def create_batch(request: Request, services: ServicesDep, account: Account
     """Create a batch from an uploaded file; it starts in ``validating``."""
     body = await request.body()
     params = parse_create_body(request.headers.get("content-type"), body)
+    output_expires_after_s = parse_batch_output_expiry(body, min_s=services.settings.min_expires_after_s)  # issue 14
     record = services.files.record(params.input_file_id, account)
     if record is None:
         raise NotFoundError(
@@ -74,6 +76,7 @@ async def create_batch(request: Request, services: ServicesDep, account: Account
             "metadata": params.metadata,
             "total": 0,
             "timeout_minutes": params.timeout_minutes,
+            "output_expires_after_s": output_expires_after_s,  # issue 14 (None: BATCHQ_OUTPUT_EXPIRES_AFTER_S)
         },
         services.settings.max_active_batches,
     )

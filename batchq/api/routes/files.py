@@ -12,6 +12,7 @@ from batchq.api.deps import AccountDep, ServicesDep
 from batchq.api.params import list_limit
 from batchq.api.upload import receive_upload
 from batchq.errors import InvalidRequestError, NotFoundError
+from batchq.expiration import parse_upload_expiry
 from batchq.ids import new_file_id
 from batchq.schemas import FileDeleted, FileList, FileObject
 from batchq.storage import ObjectStore
@@ -46,6 +47,7 @@ async def create_file(request: Request, services: ServicesDep, account: AccountD
             )
         if upload.size == 0:
             raise InvalidRequestError("The uploaded file is empty.", code="empty_file", param="file")
+        expires_after_s = parse_upload_expiry(upload.fields, min_s=services.settings.min_expires_after_s)  # issue 14
     except InvalidRequestError:
         if upload.stored:
             await run_in_threadpool(services.store.delete, storage_key)
@@ -57,6 +59,7 @@ async def create_file(request: Request, services: ServicesDep, account: AccountD
         purpose=purpose,
         size=upload.size,
         storage_key=storage_key,
+        expires_after_s=expires_after_s,
     )
 
 

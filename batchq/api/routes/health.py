@@ -8,6 +8,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from batchq import keys
 from batchq.api.deps import ServicesDep
 from batchq.celery_config import QUEUES
+from batchq.retention import storage_metric_lines
 
 router = APIRouter(tags=["health"])
 
@@ -54,4 +55,5 @@ def metrics(services: ServicesDep) -> PlainTextResponse:
         "# TYPE batchq_requests_total counter",
     ]
     lines += [f'batchq_requests_total{{outcome="{k}"}} {v}' for k, v in sorted(totals.items())]
+    lines += storage_metric_lines(services.files.storage_bytes())  # issue 14
     return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")

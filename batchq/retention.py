@@ -1,0 +1,65 @@
+"""The reaper: deletes files past their ``expires_at`` (record and bytes), run by the sweeper every round.
+
+Never an input that an active batch still reads: such a file waits until the batch ends (and is reaped on a
+later round). Expiring files sit in one sorted set by ``expires_at``, so a round costs one range read when
+nothing is due.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import redis
+
+from batchq import keys
+from batchq.files import FileRegistry, expiring_key
+from batchq.storage import ObjectNotFoundError, ObjectStore
+
+log = logging.getLogger(__name__)
+
+#: Files one round deletes at most (the rest wait for the next round).
+REAP_LIMIT = 500
+
+
+def input_in_use(client: redis.Redis[bytes], file_id: str, account: str) -> bool:
+    """Whether an active batch of the account reads ``file_id`` as its input."""
+    for batch_id in client.smembers(keys.account_active(account)):
+        if client.hget(keys.batch_record(batch_id.decode()), "input_file_id") == file_id.encode():
+            return True
+    return False
+
+
+def reap_expired(
+    client: redis.Redis[bytes], files: FileRegistry, store: ObjectStore, now: float | None = None
+) -> list[str]:
+    """Delete every expired file not in use; returns the ids deleted."""
+    cutoff = time.time() if now is None else now
+    due = [i.decode() for i in client.zrangebyscore(expiring_key(), "-inf", cutoff, start=0, num=REAP_LIMIT)]
+    reaped: list[str] = []
+    for file_id in due:
+        record = files.record(file_id)
+        if record is None:
+            client.zrem(expiring_key(), file_id)  # deleted by its owner meanwhile
+            continue
+        if input_in_use(client, file_id, record["account"]):
+            continue
+        try:
+            store.delete(record["storage_key"])
+        except ObjectNotFoundError:
+            pass
+        files.delete(file_id, record["account"])
+        reaped.append(file_id)
+    if reaped:
+        log.info("retention: deleted %d expired files", len(reaped))
+    return reaped
+
+
+def storage_metric_lines(per_account: dict[str, int]) -> list[str]:
+    """Prometheus lines of the bytes stored per account (for /metrics)."""
+    lines = [
+        "# HELP batchq_storage_bytes Bytes of stored files (inputs and outputs), by account.",
+        "# TYPE batchq_storage_bytes gauge",
+    ]
+    escaped = {a.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n"): v for a, v in per_account.items()}
+    return lines + [f'batchq_storage_bytes{{account="{a}"}} {v}' for a, v in sorted(escaped.items())]
