@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from batchq.context import WorkerContext
+from batchq.pipeline.context import WorkerContext
 from batchq.retention import reap_expired
 from batchq.webhooks.dispatch import drain_due, get_sender
 

@@ -1,10 +1,13 @@
-"""Redis key builders. Every key batchq writes is built here, under one prefix.
+"""Every name batchq makes up: Redis keys (under one prefix), storage keys and object ids.
 
 Per-batch keys carry the batch id in a hash tag (``{batch_…}``) so that all of a batch's keys land in one
 Redis Cluster slot and one Lua script may touch them together.
 """
 
 from __future__ import annotations
+
+import hashlib
+import secrets
 
 #: Prefix of every key batchq owns (Celery's own keys live beside them in the same database).
 PREFIX = "batchq"
@@ -93,3 +96,32 @@ def rate_limit(route: str) -> str:
 def metrics_totals() -> str:
     """Hash: outcome -> lines recorded with it, across all batches (for /metrics)."""
     return f"{PREFIX}:metrics:requests"
+
+
+def storage_key(file_id: str) -> str:
+    """Where a file's bytes live in the object store (uploads and batch outputs alike)."""
+    return f"files/{file_id}"
+
+
+# --- object ids: random and unguessable in OpenAI's shapes, or derived where a retry must land on the same one ---
+
+
+def new_file_id() -> str:
+    return f"file-{secrets.token_hex(12)}"
+
+
+def new_batch_id() -> str:
+    return f"batch_{secrets.token_hex(12)}"
+
+
+def derived_file_id(batch_id: str, kind: str) -> str:
+    """The id of a batch's output or error file: fixed per batch, so finalize can run twice harmlessly.
+
+    The batch id is itself unguessable, so the derived id is too.
+    """
+    return "file-" + hashlib.sha256(f"{batch_id}:{kind}".encode()).hexdigest()[:24]
+
+
+def request_id(batch_id: str, line: int) -> str:
+    """``batch_req_…`` id of one line's outcome: stable across retries and redeliveries."""
+    return "batch_req_" + hashlib.sha256(f"{batch_id}:{line}".encode()).hexdigest()[:24]

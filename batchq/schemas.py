@@ -11,8 +11,6 @@ BatchStatus = Literal[
 ]
 #: Statuses a batch never leaves.
 FINAL_STATUSES: frozenset[str] = frozenset({"failed", "completed", "expired", "cancelled"})
-#: Statuses in which lines may still be running (or waiting to).
-ACTIVE_STATUSES: frozenset[str] = frozenset({"validating", "in_progress", "finalizing", "cancelling"})
 
 FilePurpose = Literal["batch", "batch_output"]
 
@@ -127,27 +125,6 @@ class BatchList(BaseModel):
     first_id: str | None
     last_id: str | None
     has_more: bool
-
-
-class BatchCreate(BaseModel):
-    """Body of ``POST /v1/batches``. Checked by hand in the route so every mistake gets OpenAI's error."""
-
-    input_file_id: str
-    endpoint: str
-    completion_window: str = "24h"
-    metadata: dict[str, str] | None = None
-    timeout_minutes: int | None = None
-
-
-class ErrorBody(BaseModel):
-    message: str
-    type: str
-    param: str | None = None
-    code: str | None = None
-
-
-class ErrorEnvelope(BaseModel):
-    error: ErrorBody
 
 
 def output_line(

@@ -1,20 +1,19 @@
 """The Celery app: ``celery -A workers worker -Q intake,requests,finalize``.
 
-Configuration comes from batchq.config (BATCHQ_* variables) through batchq.celery_config, the same as the
-API's producer. Each worker also runs the sweeper on a timer; a Redis lock lets one worker sweep per round.
+Configuration comes from batchq.config (BATCHQ_* variables) through batchq.broker, the same as the
+API's producer. The tasks live in the modules of ``include``; none of them is imported here, so there is no cycle.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Any
 
 from celery import Celery, signals
 
-from batchq.celery_config import celery_config
+from batchq.broker import celery_config
 from batchq.config import get_settings
-from batchq.context import WorkerContext, get_context
+from batchq.pipeline.context import WorkerContext, get_context
 
 app = Celery("batchq")
 app.conf.update(celery_config(get_settings()))
@@ -34,11 +33,3 @@ def context() -> WorkerContext:
 @signals.setup_logging.connect
 def _setup_logging(**_: Any) -> None:
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s: %(levelname)s/%(processName)s] %(name)s: %(message)s")
-
-
-@signals.worker_ready.connect
-def _start_sweeper(**_: Any) -> None:
-    from workers.sweeper import run_sweeper_forever
-
-    thread = threading.Thread(target=run_sweeper_forever, name="batchq-sweeper", daemon=True)
-    thread.start()

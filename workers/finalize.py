@@ -6,8 +6,8 @@ import logging
 
 from celery import Task
 
-from batchq.celery_config import FINALIZE_TASK
-from batchq.finalize import finalize_batch as run_finalize
+from batchq.broker import FINALIZE_TASK
+from batchq.pipeline.finalize import finalize_batch as run_finalize
 from workers.app import app, context
 
 log = logging.getLogger(__name__)

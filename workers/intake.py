@@ -12,11 +12,9 @@ import logging
 
 from celery import Task, chord
 
-from batchq.celery_config import INTAKE_TASK
-from batchq.intake import run_intake
+from batchq.broker import FINALIZE_TASK, INTAKE_TASK, REQUEST_TASK
+from batchq.pipeline.intake import run_intake
 from workers.app import app, context
-from workers.finalize import finalize_batch
-from workers.request import process_request
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +38,10 @@ def intake_batch(self: Task, batch_id: str) -> None:
     # because every line's outcome is recorded once. Only batch_id and the line number travel in a message.
     for first in range(start - start % FANOUT_SLICE, total, FANOUT_SLICE):
         lines = range(first, min(first + FANOUT_SLICE, total))
-        header = [process_request.si(batch_id, line).set(task_id=f"{batch_id}-{line}") for line in lines]
-        chord(header)(finalize_batch.si(batch_id))
+        header = [
+            app.signature(REQUEST_TASK, args=(batch_id, line), task_id=f"{batch_id}-{line}", immutable=True)
+            for line in lines
+        ]
+        chord(header)(app.signature(FINALIZE_TASK, args=(batch_id,), immutable=True))
         ctx.state.set_fields(batch_id, published=lines.stop)
     log.info("batch %s: fanned out %d requests", batch_id, total)

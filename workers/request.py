@@ -6,8 +6,8 @@ import logging
 
 from celery import Task
 
-from batchq.celery_config import FINALIZE_TASK, REQUEST_TASK
-from batchq.processing import Done, Requeue, Skipped, process_line
+from batchq.broker import FINALIZE_TASK, REQUEST_TASK
+from batchq.pipeline.request import Done, Requeue, Skipped, process_line
 from workers.app import app, context
 
 log = logging.getLogger(__name__)

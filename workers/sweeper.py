@@ -6,11 +6,15 @@ With celery beat, schedule ``batchq.sweep`` instead (it takes the same lock, so 
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from typing import Any
+
+from celery import signals
 
 from batchq import keys
-from batchq.celery_config import FINALIZE_TASK, INTAKE_TASK, REQUEST_TASK, SWEEP_TASK
-from batchq.sweeper import SweepActions, sweep
+from batchq.broker import FINALIZE_TASK, INTAKE_TASK, REQUEST_TASK, SWEEP_TASK
+from batchq.pipeline.sweep import SweepActions, sweep
 from workers.app import app, context
 
 log = logging.getLogger(__name__)
@@ -46,3 +50,9 @@ def run_sweeper_forever() -> None:
 @app.task(name=SWEEP_TASK, ignore_result=True)
 def sweep_task() -> None:
     sweep_if_elected()
+
+
+@signals.worker_ready.connect
+def _start_sweeper(**_: Any) -> None:
+    """Every worker runs the sweeper's timer; the Redis lock makes one of them sweep each round."""
+    threading.Thread(target=run_sweeper_forever, name="batchq-sweeper", daemon=True).start()

@@ -11,7 +11,7 @@ from typing import Any
 
 from celery import Task, signals
 
-from batchq.celery_config import WEBHOOK_QUEUE, WEBHOOK_TASK
+from batchq.broker import WEBHOOK_QUEUE, WEBHOOK_TASK
 from batchq.config import Settings, get_settings
 from batchq.webhooks.attempt import DeliveryConfig, attempt_delivery
 from batchq.webhooks.dispatch import set_sender

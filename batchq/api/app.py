@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from batchq.api.deps import Services
 from batchq.api.routes import batches, files, health
 from batchq.api.routes import webhooks as webhook_routes
-from batchq.celery_config import make_producer
+from batchq.broker import make_producer
 from batchq.config import Settings, get_settings
 from batchq.errors import BatchqError, ServiceUnavailableError
 from batchq.files import FileRegistry

@@ -47,7 +47,8 @@ def _write(line: str) -> None:
 
 def install_probe() -> None:
     """Wrap the upstream call and ``process_line`` (before Celery imports the tasks that bind the latter)."""
-    from batchq import processing, upstream
+    from batchq.pipeline import request as processing
+    from batchq.upstream import client as upstream
 
     post = upstream.UpstreamClient.post
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from batchq.ratelimit import RouteLimits
-from batchq.routes import Route, RouteTable
+from batchq.upstream.routing import Route, RouteTable
 
 DEFAULTS: dict[str, Any] = {
     "upstream_url": "http://127.0.0.1:9000/v1/",

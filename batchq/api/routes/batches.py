@@ -13,11 +13,11 @@ from batchq import keys
 from batchq.api.batch_params import parse_create_body
 from batchq.api.deps import AccountDep, ServicesDep
 from batchq.api.params import list_limit
-from batchq.celery_config import INTAKE_TASK
+from batchq.broker import INTAKE_TASK
 from batchq.errors import ConflictError, InvalidRequestError, NotFoundError, RateLimitError
 from batchq.expiration import parse_batch_output_expiry
-from batchq.ids import new_batch_id
-from batchq.results import iter_results
+from batchq.keys import new_batch_id
+from batchq.pipeline.results import iter_results
 from batchq.schemas import FINAL_STATUSES, Batch, BatchList
 
 router = APIRouter(prefix="/batches", tags=["batches"])

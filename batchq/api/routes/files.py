@@ -8,12 +8,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from batchq import keys
 from batchq.api.deps import AccountDep, ServicesDep
 from batchq.api.params import list_limit
 from batchq.api.upload import receive_upload
 from batchq.errors import InvalidRequestError, NotFoundError
 from batchq.expiration import parse_upload_expiry
-from batchq.ids import new_file_id
+from batchq.keys import new_file_id
 from batchq.schemas import FileDeleted, FileList, FileObject
 from batchq.storage import ObjectStore
 
@@ -27,7 +28,7 @@ UPLOAD_PURPOSES = ("batch",)
 async def create_file(request: Request, services: ServicesDep, account: AccountDep) -> FileObject:
     """Upload a file (multipart: ``file``, ``purpose=batch``); streamed to the store."""
     file_id = new_file_id()
-    storage_key = f"files/{file_id}"
+    storage_key = keys.storage_key(file_id)
     upload = await receive_upload(request, services.store, storage_key, services.settings.max_file_bytes)
     try:
         purpose = upload.fields.get("purpose")

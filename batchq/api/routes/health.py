@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 
 from batchq import keys
 from batchq.api.deps import ServicesDep
-from batchq.celery_config import QUEUES
+from batchq.broker import QUEUES
 from batchq.retention import storage_metric_lines
 
 router = APIRouter(tags=["health"])

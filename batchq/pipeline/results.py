@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from batchq.files import FileRegistry
-from batchq.ids import request_id
+from batchq.keys import request_id
 from batchq.schemas import FINAL_STATUSES
 from batchq.state import BatchState
 from batchq.storage import ObjectStore

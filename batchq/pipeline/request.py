@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from batchq import keys
-from batchq.context import WorkerContext
-from batchq.ids import request_id
-from batchq.intake import read_index_entry
+from batchq.keys import request_id
+from batchq.pipeline.context import WorkerContext
+from batchq.pipeline.intake import read_index_entry
 from batchq.ratelimit import Denied, estimate_tokens
 from batchq.retry import backoff_delay, is_retryable_status, next_delay
 from batchq.schemas import FINAL_STATUSES, output_line

@@ -11,7 +11,7 @@ import struct
 from collections.abc import Iterable
 
 from batchq import keys
-from batchq.context import WorkerContext
+from batchq.pipeline.context import WorkerContext
 from batchq.storage import ObjectNotFoundError
 from batchq.validation import FileValidator, LineError, ValidationResult
 from batchq.webhooks.dispatch import on_batch_final

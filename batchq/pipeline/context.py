@@ -14,10 +14,9 @@ import redis
 from batchq.config import Settings
 from batchq.files import FileRegistry
 from batchq.ratelimit import RateLimiter
-from batchq.routes import Route, RouteTable
 from batchq.state import BatchState
 from batchq.storage import ObjectStore, store_from_url
-from batchq.upstream import UpstreamClient
+from batchq.upstream import Route, RouteTable, UpstreamClient
 from batchq.validation import ValidationLimits
 
 

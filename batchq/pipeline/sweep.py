@@ -15,9 +15,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from batchq.context import WorkerContext
-from batchq.finalize import fill_unsent, stop_code
 from batchq.housekeeping import housekeep
+from batchq.pipeline.context import WorkerContext
+from batchq.pipeline.finalize import fill_unsent, stop_code
 
 log = logging.getLogger(__name__)
 

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from batchq import keys
-from batchq.context import WorkerContext
-from batchq.ids import derived_file_id
+from batchq.keys import derived_file_id
+from batchq.pipeline.context import WorkerContext
+from batchq.pipeline.request import record_batch_outcome
 from batchq.pricing import estimate_cost
-from batchq.processing import record_batch_outcome
 from batchq.schemas import FINAL_STATUSES
 from batchq.webhooks.dispatch import on_batch_final
 
@@ -111,7 +111,7 @@ def _write_files(
 ) -> tuple[str | None, str | None]:
     """Stream outcomes into the two files; register the non-empty ones under ids derived from the batch."""
     output_id, error_id = derived_file_id(batch_id, "output"), derived_file_id(batch_id, "error")
-    out_key, err_key = f"files/{output_id}", f"files/{error_id}"
+    out_key, err_key = keys.storage_key(output_id), keys.storage_key(error_id)
     with ctx.store.writer(out_key) as out, ctx.store.writer(err_key) as err:
         for _line, value in ctx.state.iter_outcomes(batch_id, total):
             if value is None:
