@@ -62,4 +62,5 @@ def storage_metric_lines(per_account: dict[str, int]) -> list[str]:
         "# TYPE batchq_storage_bytes gauge",
     ]
     escaped = {a.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n"): v for a, v in per_account.items()}
-    return lines + [f'batchq_storage_bytes{{account="{a}"}} {v}' for a, v in sorted(escaped.items())]
+    # max(0, …): files stored before this counter existed were never added, so deleting them could go below zero
+    return lines + [f'batchq_storage_bytes{{account="{a}"}} {max(0, v)}' for a, v in sorted(escaped.items())]

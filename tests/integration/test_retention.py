@@ -107,3 +107,14 @@ def test_reaper_deletes_expired_files_but_not_an_input_in_use(redis: redis_lib.R
     redis.srem(keys.account_active("a"), "batch_x")
     assert reap_expired(redis, files, store) == ["expired-in"]
     assert reap_expired(redis, files, store) == []
+
+
+def test_openai_sdk_upload_with_expires_after(client: TestClient) -> None:
+    # The SDK encodes expires_after as bracketed form fields; the TestClient is an httpx.Client it can use.
+    from openai import OpenAI
+
+    sdk = OpenAI(api_key="unused", base_url="http://testserver/v1", http_client=client, max_retries=0)
+    f = sdk.files.create(
+        file=("a.jsonl", LINE), purpose="batch", expires_after={"anchor": "created_at", "seconds": 3600}
+    )
+    assert f.expires_at == f.created_at + 3600
