@@ -118,7 +118,10 @@ def resolve_target(url: str, *, allow_private: bool, resolver: Resolver = system
         WebhookTargetError: the URL is refused; the message says why (it is shown to the API caller).
     """
     parts = parse_url(url)
-    host = (parts.hostname or "").lower()
+    try:  # an IDN host goes on the wire (Host, SNI) in its ASCII form
+        host = (parts.hostname or "").lower().encode("idna").decode("ascii")
+    except UnicodeError:
+        raise WebhookTargetError("The url's host is not a valid host name.") from None
     port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
         literal: IPAddress | None = ipaddress.ip_address(host)

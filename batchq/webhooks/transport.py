@@ -91,7 +91,7 @@ def _post(
             )
     except httpx.TimeoutException:
         return AttemptResult(None, "timeout", "")
-    except httpx.HTTPError as exc:
+    except Exception as exc:  # noqa: BLE001 - whatever the receiver does (bad TLS, garbage HTTP) is a failed attempt
         return AttemptResult(None, f"{type(exc).__name__}: {str(exc)[:200]}", "")
 
 

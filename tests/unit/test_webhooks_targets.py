@@ -116,3 +116,14 @@ def test_first_three_retries_come_within_a_minute_then_grow() -> None:
     assert all(d > 0 for d in delays)
     assert RETRY_DELAYS_S[3] * (1 - JITTER) > 60 and list(RETRY_DELAYS_S) == sorted(RETRY_DELAYS_S)
     assert retry_delay(1, retry_after_s=120) >= 120 and retry_delay(1, retry_after_s=10**6) <= 3600
+
+
+def test_idn_host_goes_out_in_ascii() -> None:
+    seen: list[str] = []
+
+    def resolve(host: str, port: int) -> list[str]:
+        seen.append(host)
+        return ["93.184.215.14"]
+
+    target = resolve_target("https://bücher.example/x", allow_private=False, resolver=resolve)
+    assert seen == ["xn--bcher-kva.example"] and target.host_header == "xn--bcher-kva.example"
