@@ -1,5 +1,10 @@
 """deliver_webhook: one attempt of one webhook delivery, on its own queue so a slow receiver never delays batches.
 
+The task hands the attempt to a few background threads (batchq/webhooks/runner.py) and returns at once, so a
+receiver that takes seconds never holds a pool slot that intake, request or finalize tasks need. A failed attempt
+due again within BATCHQ_MAX_COUNTDOWN_S is re-sent as a countdown task; longer waits, and deliveries lost with a
+dying process, are re-sent from the due set by the sweeper.
+
 Workers started with the documented ``-Q intake,requests,finalize`` consume the ``webhooks`` queue too (added in
 ``celeryd_after_setup`` when the worker consumes ``finalize``); ``-Q webhooks`` alone runs a webhook-only worker.
 """
@@ -9,12 +14,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from celery import Task, signals
+from celery import signals
 
 from batchq.broker import WEBHOOK_QUEUE, WEBHOOK_TASK
 from batchq.config import Settings, get_settings
 from batchq.webhooks.attempt import DeliveryConfig, attempt_delivery
 from batchq.webhooks.dispatch import set_sender
+from batchq.webhooks.runner import get_runner
 from workers.app import app, context
 
 log = logging.getLogger(__name__)
@@ -29,18 +35,20 @@ def delivery_config(settings: Settings) -> DeliveryConfig:
     )
 
 
-@app.task(name=WEBHOOK_TASK, bind=True, max_retries=None, acks_late=True, ignore_result=True)
-def deliver_webhook(self: Task, delivery_id: str) -> None:
+def run_attempt(delivery_id: str) -> None:
+    """One attempt (on a runner thread); a retry due soon goes back to the queue as a countdown task."""
     cfg = delivery_config(get_settings())
-    try:
-        outcome = attempt_delivery(context().redis, delivery_id, cfg)
-    except Exception as exc:  # Redis unreachable: the due set still holds the delivery; retry soon
-        log.warning("webhook %s: attempt failed (%s: %s)", delivery_id, type(exc).__name__, exc)
-        raise self.retry(countdown=min(cfg.max_countdown_s, 5.0)) from exc
+    outcome = attempt_delivery(context().redis, delivery_id, cfg)
     countdown = outcome.countdown(cfg)
     if countdown is not None:
-        # Below BATCHQ_MAX_COUNTDOWN_S, far under the visibility timeout; longer waits sit in the due set.
-        raise self.retry(countdown=max(countdown, 0.05))
+        # At most BATCHQ_MAX_COUNTDOWN_S, far under the visibility timeout; longer waits sit in the due set.
+        deliver_webhook.apply_async(args=[delivery_id], countdown=max(countdown, 0.05))
+
+
+@app.task(name=WEBHOOK_TASK, ignore_result=True)
+def deliver_webhook(delivery_id: str) -> None:
+    if not get_runner().submit(lambda: run_attempt(delivery_id)):
+        log.warning("webhook %s: too many attempts waiting in this process; the sweeper re-sends it", delivery_id)
 
 
 set_sender(lambda delivery_id: deliver_webhook.apply_async(args=[delivery_id]))

@@ -33,8 +33,15 @@ def write_big_file(path: Path) -> int:
     filler = "x" * (LINE_BYTES - 200)
     with path.open("w") as f:
         for i in range(LINES):
-            f.write(json.dumps({"custom_id": f"r{i}", "params": {"model": "test-model", "messages": [
-                {"role": "user", "content": f"{i} {filler}"}]}}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "custom_id": f"r{i}",
+                        "params": {"model": "test-model", "messages": [{"role": "user", "content": f"{i} {filler}"}]},
+                    }
+                )
+                + "\n"
+            )
     return path.stat().st_size
 
 
@@ -50,8 +57,10 @@ def test_200mb_upload_and_validation_keep_memory_flat(make_stack: StackFactory, 
     stop = threading.Event()
     api_samples: list[float] = []
     intake_samples: list[float] = []
-    samplers = [threading.Thread(target=peak_rss_mb, args=(api_proc, stop, api_samples)),
-                threading.Thread(target=peak_rss_mb, args=(intake, stop, intake_samples))]
+    samplers = [
+        threading.Thread(target=peak_rss_mb, args=(api_proc, stop, api_samples)),
+        threading.Thread(target=peak_rss_mb, args=(intake, stop, intake_samples)),
+    ]
     for t in samplers:
         t.start()
     try:
@@ -60,8 +69,10 @@ def test_200mb_upload_and_validation_keep_memory_flat(make_stack: StackFactory, 
             r = httpx.post(f"{api}/v1/files", files={"file": ("big.jsonl", f)}, data={"purpose": "batch"}, timeout=300)
         assert r.status_code == 200, r.text
         assert r.json()["bytes"] == size
-        batch = httpx.post(f"{api}/v1/batches", json={"input_file_id": r.json()["id"], "endpoint":
-                           "/v1/chat/completions", "completion_window": "24h"}).json()
+        batch = httpx.post(
+            f"{api}/v1/batches",
+            json={"input_file_id": r.json()["id"], "endpoint": "/v1/chat/completions", "completion_window": "24h"},
+        ).json()
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and "fanned out 10000 requests" not in intake.log_tail(50):
             time.sleep(0.2)
@@ -74,8 +85,10 @@ def test_200mb_upload_and_validation_keep_memory_flat(make_stack: StackFactory, 
     # Then: validated (in progress, 10,000 lines), with peak RSS well under 150 MB in both processes
     assert status["status"] == "in_progress" and status["request_counts"]["total"] == LINES
     api_peak, intake_peak = max(api_samples), max(intake_samples)
-    print(f"\npeak RSS while handling a {size / 1e6:.0f} MB, {LINES}-line file: API {api_peak:.0f} MB, "
-          f"intake worker {intake_peak:.0f} MB (baseline at start {intake_samples[0]:.0f} MB)")
+    print(
+        f"\npeak RSS while handling a {size / 1e6:.0f} MB, {LINES}-line file: API {api_peak:.0f} MB, "
+        f"intake worker {intake_peak:.0f} MB (baseline at start {intake_samples[0]:.0f} MB)"
+    )
     assert intake_peak < 150
     assert api_peak < 150
     httpx.post(f"{api}/v1/batches/{batch['id']}/cancel")

@@ -123,6 +123,31 @@ def test_a_failing_receiver_gets_the_same_webhook_id_until_it_answers(stack: Sta
     assert (entry["status"], entry["attempts"], entry["last_response_code"]) == ("delivered", 4, 200)
 
 
+def test_a_slow_receiver_does_not_delay_batches(make_stack: StackFactory) -> None:
+    # Given a worker with two slots and twelve endpoints on a receiver that takes 4.5 s to answer each delivery
+    stack = make_stack(api_keys="key-a:acct-a,key-b:acct-b", webhook_allow_private="true")
+    stack.start_api()
+    stack.start_worker("w1", concurrency=2)
+    slow = Receiver(delay_s=4.5).start()
+    try:
+        for _ in range(12):
+            create_endpoint(stack, slow.url, ["batch.completed"])
+        client = sdk(stack)
+        first = submit(client, chat_lines(2))
+        assert wait_final(stack.api_url, first, A, stack=stack)["status"] == "completed"
+        # When another batch is submitted while the twelve deliveries are in flight
+        started = time.monotonic()
+        second = submit(client, chat_lines(3, prefix="s"))
+        assert wait_final(stack.api_url, second, A, stack=stack)["status"] == "completed"
+        elapsed = time.monotonic() - started
+        # Then it completes as if there were no webhooks (in pool slots they would hold it back ~10-27 s),
+        # and every delivery still arrives
+        assert elapsed < 8, f"second batch took {elapsed:.1f}s"
+        wait_received(slow, 13, 40, stack)
+    finally:
+        slow.stop()
+
+
 def test_openai_sdk_manages_endpoints(stack: Stack, receiver: Receiver) -> None:
     client = sdk(stack)
     created = client.webhooks.create(event_types=["batch.failed"], name="ops", url=receiver.url)
