@@ -31,6 +31,7 @@ format: install
 lint: install
 	$(VENV)/bin/ruff check $(sources)
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 .PHONY: test
 test: install

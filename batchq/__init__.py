@@ -24,9 +24,8 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from batchq._payloads import AsyncPage, BatchDeleted, RequestsInput, SyncPage
     from batchq.client import AsyncClient, Client
-    from batchq.client_errors import (
+    from batchq.client.exceptions import (
         APIConnectionError,
         APIError,
         APITimeoutError,
@@ -41,6 +40,9 @@ if TYPE_CHECKING:
         RateLimitError,
         WaitTimeoutError,
     )
+    from batchq.client.objects import BatchDeleted
+    from batchq.client.pages import AsyncPage, SyncPage
+    from batchq.client.uploads import RequestsInput
     from batchq.schemas import (
         Batch,
         BatchError,
@@ -99,7 +101,8 @@ __all__ = [
 #: Module that defines each lazily imported public name.
 _LAZY_MODULES: dict[str, str] = {
     **dict.fromkeys(["Client", "AsyncClient"], "batchq.client"),
-    **dict.fromkeys(["SyncPage", "AsyncPage", "BatchDeleted"], "batchq._payloads"),
+    **dict.fromkeys(["SyncPage", "AsyncPage"], "batchq.client.pages"),
+    "BatchDeleted": "batchq.client.objects",
     **dict.fromkeys(
         [
             "APIError",
@@ -116,7 +119,7 @@ _LAZY_MODULES: dict[str, str] = {
             "BatchFailedError",
             "WaitTimeoutError",
         ],
-        "batchq.client_errors",
+        "batchq.client.exceptions",
     ),
     **dict.fromkeys(
         [
@@ -239,7 +242,7 @@ def wait(
     batches = _client().batches
     if not progress:
         return batches.wait(batch_id, poll_interval=poll_interval, timeout=timeout, raise_on_failed=raise_on_failed)
-    from batchq._display import ProgressDisplay
+    from batchq.client.display import ProgressDisplay
 
     with ProgressDisplay() as display:
         return batches.wait(

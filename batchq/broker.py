@@ -24,6 +24,11 @@ WEBHOOK_QUEUE = "webhooks"
 QUEUES = ("intake", "requests", "finalize", WEBHOOK_QUEUE)
 
 
+def worker_concurrency(settings: Settings) -> int:
+    """Slots per worker process: BATCHQ_WORKER_CONCURRENCY, else the in-flight cap (calls wait on I/O), >= 64."""
+    return settings.worker_concurrency if settings.worker_concurrency > 0 else max(64, settings.max_in_flight)
+
+
 def celery_config(settings: Settings) -> dict[str, Any]:
     vt = settings.visibility_timeout_s
     transport = {
@@ -54,6 +59,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # At-least-once delivery; exactly-once outcomes come from the HSETNX outcome script.
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
+        # The plain `celery -A workers worker` runs batchq's pool and size; -P and -c still override them.
+        "worker_pool": settings.worker_pool,
+        "worker_concurrency": worker_concurrency(settings),
         "worker_prefetch_multiplier": 1,
         "worker_cancel_long_running_tasks_on_connection_loss": True,
         "worker_soft_shutdown_timeout": 30,

@@ -25,7 +25,6 @@ Exit codes:
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import sys
@@ -33,9 +32,9 @@ from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 
-from batchq._display import ProgressDisplay, emit_batch, print_json, stdout_console, when
 from batchq.client import Client
-from batchq.client_errors import APIConnectionError, APIError, AuthenticationError, NotFoundError
+from batchq.client.display import ProgressDisplay, emit_batch, print_json, stdout_console, when
+from batchq.client.exceptions import APIConnectionError, APIError, AuthenticationError, NotFoundError
 
 #: Exit codes, documented in the module docstring and in --help.
 EXIT_OK = 0
@@ -203,16 +202,19 @@ def _cmd_wait(client: Client, args: argparse.Namespace) -> int:
 
 
 def _cmd_api(args: argparse.Namespace) -> int:
+    # imported here, not at the top: the client commands must not load the server
+    from batchq.api.app import serve
     from batchq.config import get_settings
 
     settings = get_settings()
-    serve = importlib.import_module("batchq.api.app").serve
     serve(args.host or settings.api_host, args.port or settings.api_port)
     return EXIT_OK
 
 
 def _run_sim(argv: list[str]) -> int:
-    code = importlib.import_module("batchq.sim").main(argv)
+    from batchq.sim import main as sim_main  # imported here, like the API
+
+    code = sim_main(argv)
     return int(code or 0)
 
 

@@ -85,12 +85,30 @@ class Settings(BaseSettings):
     unacked_restore_interval_s: float = 10.0
     sweep_interval_s: float = 15.0
     """How often one worker (elected through a Redis lock) runs the sweeper."""
-    requeue_after_s: float = 300.0
-    """A batch with no progress this long has its lines without outcome or lease re-enqueued."""
+    requeue_after_s: float = 60.0
+    """A line handed to the broker but never claimed, in a batch with no progress this long, is sent again."""
+    lease_s: float = 30.0
+    """A line's lease: renewed every third of it while its call runs, so a dead worker's lines return this soon."""
     lease_margin_s: float = 30.0
     scratch_ttl_s: int = 7 * 24 * 3600
     """Per-batch scratch keys live at most this long (a safety net; finalize drops them sooner)."""
     result_ttl_after_final_s: int = 3600
+    allow_redis_eviction: bool = False
+    """Start even when Redis may evict keys (maxmemory with a policy other than noeviction): not recommended."""
+
+    # --- workers and scheduling ------------------------------------------------------------------
+    worker_pool: Literal["threads", "prefork", "gevent", "solo"] = "threads"
+    """Pool of the plain ``celery -A workers worker`` command (``-P`` overrides). Calls are I/O-bound: threads."""
+    worker_concurrency: int = 0
+    """Slots per worker process (``-c`` overrides); 0 = the default route's max_in_flight, at least 64."""
+    dispatch_window: int = 0
+    """Request messages in the broker at most, across all batches; 0 = twice the routes' in-flight caps, >= 64."""
+    account_weights: str | None = None
+    """``account=weight[,...]``: an account's share of worker slots and rate limits (default weight 1)."""
+    urgent_fraction: float = 0.1
+    """A batch in the last this-fraction of its completion window is fed before every other."""
+    input_cache_mb: int = 64
+    """Per worker process: input-file blocks kept in memory, so lines are not read from the store one by one."""
 
     # --- webhooks and retention (issue 14) -----------------------------------------------------
     webhook_allow_private: bool = False
@@ -129,6 +147,22 @@ class Settings(BaseSettings):
                 raise ValueError(f"BATCHQ_API_KEYS entry {item!r} is not key:account")
             mapping[key.strip()] = account.strip()
         return mapping
+
+    def account_weight_map(self) -> dict[str, float]:
+        """Parse ``BATCHQ_ACCOUNT_WEIGHTS`` into {account: weight}."""
+        weights: dict[str, float] = {}
+        for item in (self.account_weights or "").split(","):
+            if not item.strip():
+                continue
+            account, sep, weight = item.partition("=")
+            try:
+                value = float(weight)
+            except ValueError:
+                value = 0.0
+            if not sep or not account.strip() or not value > 0:
+                raise ValueError(f"BATCHQ_ACCOUNT_WEIGHTS entry {item!r} is not account=weight (weight > 0)")
+            weights[account.strip()] = value
+        return weights
 
     def served_model_set(self) -> frozenset[str] | None:
         if not self.served_models:

@@ -70,5 +70,12 @@ def parse_upload_expiry(fields: dict[str, str], *, min_s: int) -> int | None:
     return parse_expires_after(nested, param="expires_after", min_s=min_s)
 
 
-def expires_at(created_at: int, seconds: int | None) -> int | None:
-    return None if seconds is None else created_at + seconds
+def output_expiry_field(seconds: int | None) -> dict[str, Any] | None:
+    """The batch record's ``output_expires_after`` (None: the server default applies at finalize)."""
+    return None if seconds is None else {"anchor": "created_at", "seconds": seconds}
+
+
+def output_expiry_s(stored: dict[str, Any] | None, default_s: int) -> int:
+    """Seconds an output file of the batch lives: the batch's own ``output_expires_after``, else ``default_s``."""
+    seconds = (stored or {}).get("seconds")
+    return int(seconds) if isinstance(seconds, int | float) and seconds > 0 else default_s

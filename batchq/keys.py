@@ -73,6 +73,11 @@ def batch_attempts(batch_id: str) -> str:
     return f"{PREFIX}:batch:{{{batch_id}}}:attempts"
 
 
+def batch_open(batch_id: str) -> str:
+    """Sorted set: lines handed to the broker and not yet recorded, scored by when they are due back (ms)."""
+    return f"{PREFIX}:batch:{{{batch_id}}}:open"
+
+
 def batch_finalize_lock(batch_id: str) -> str:
     """String: held by the one finalize run writing this batch's files."""
     return f"{PREFIX}:batch:{{{batch_id}}}:finalize-lock"
@@ -80,7 +85,51 @@ def batch_finalize_lock(batch_id: str) -> str:
 
 def batch_scratch(batch_id: str) -> tuple[str, ...]:
     """The keys finalize drops once the output and error files are safely written."""
-    return (batch_outcomes(batch_id), batch_index(batch_id), batch_leases(batch_id), batch_attempts(batch_id))
+    return (
+        batch_outcomes(batch_id),
+        batch_index(batch_id),
+        batch_leases(batch_id),
+        batch_attempts(batch_id),
+        batch_open(batch_id),
+    )
+
+
+def task_marker(task: str, batch_id: str) -> str:
+    """String: set while one intake or finalize task of the batch is queued or running (no second copy)."""
+    return f"{PREFIX}:batch:{{{batch_id}}}:task:{task}"
+
+
+# --- the scheduler (flow-controlled, fair feeding of request lines) ------------------------------
+
+
+def sched_accounts() -> str:
+    """Sorted set: accounts with lines left to feed, scored by their virtual time (lines fed / weight)."""
+    return f"{PREFIX}:sched:accounts"
+
+
+def sched_account_batches(account: str) -> str:
+    """Sorted set: the account's batches with lines left to feed, scored by lines fed."""
+    return f"{PREFIX}:sched:account:{account}"
+
+
+def sched_account_queued(account: str) -> str:
+    """String: the account's lines handed to the broker and not yet recorded."""
+    return f"{PREFIX}:sched:account:{account}:queued"
+
+
+def sched_urgent() -> str:
+    """Sorted set: batches with lines left to feed, scored by when they become urgent (near their deadline)."""
+    return f"{PREFIX}:sched:urgent"
+
+
+def sched_queued() -> str:
+    """String: lines handed to the broker and not yet recorded, across all batches (at most the window)."""
+    return f"{PREFIX}:sched:queued"
+
+
+def sched_weights() -> str:
+    """Hash: account -> weight (from BATCHQ_ACCOUNT_WEIGHTS; absent = 1)."""
+    return f"{PREFIX}:sched:weights"
 
 
 def sweeper_lock() -> str:

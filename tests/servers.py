@@ -142,8 +142,13 @@ def batchq_cmd(*args: str) -> list[str]:
 
 
 def celery_worker_cmd(
-    name: str, *, queues: str = "intake,requests,finalize", pool: str = "threads", concurrency: int = 16
+    name: str,
+    *,
+    queues: str = "intake,requests,finalize",
+    pool: str | None = "threads",
+    concurrency: int | None = 16,
 ) -> list[str]:
+    """The worker command; ``pool``/``concurrency`` None leaves the flag out (the README's plain command)."""
     return [
         str(VENV_BIN / "celery"),
         "-A",
@@ -151,10 +156,8 @@ def celery_worker_cmd(
         "worker",
         "-Q",
         queues,
-        "-P",
-        pool,
-        "-c",
-        str(concurrency),
+        *(["-P", pool] if pool else []),
+        *(["-c", str(concurrency)] if concurrency else []),
         "-n",
         f"{name}@%h",
         "--without-gossip",

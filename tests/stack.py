@@ -37,7 +37,12 @@ class Stack:
         return self.api_url
 
     def start_worker(
-        self, name: str, *, pool: str = "threads", concurrency: int = 16, queues: str = "intake,requests,finalize"
+        self,
+        name: str,
+        *,
+        pool: str | None = "threads",
+        concurrency: int | None = 16,
+        queues: str = "intake,requests,finalize",
     ) -> Proc:
         proc = Proc(
             f"worker-{name}",

@@ -7,27 +7,45 @@ API's producer. The tasks live in the modules of ``include``; none of them is im
 from __future__ import annotations
 
 import logging
+import sys
+from collections.abc import Sequence
 from typing import Any
 
 from celery import Celery, signals
 
-from batchq.broker import celery_config
+from batchq.broker import celery_config, worker_concurrency
 from batchq.config import get_settings
 from batchq.pipeline.context import WorkerContext, get_context
+from batchq.state.health import check_eviction_policy
+
+
+def pool_named_on_command_line(argv: Sequence[str]) -> bool:
+    return any(arg in ("-P", "--pool") or arg.startswith(("--pool=", "-P")) for arg in argv[1:])
+
 
 app = Celery("batchq")
 app.conf.update(celery_config(get_settings()))
+if pool_named_on_command_line(sys.argv):
+    # Celery cannot tell `-P prefork` from its default, so a configured pool would win over it: drop ours.
+    app.conf.worker_pool = None
 app.conf.include = ["workers.intake", "workers.request", "workers.finalize", "workers.sweeper", "workers.webhooks"]
 
 log = logging.getLogger("batchq.worker")
 
-#: Size of each process's upstream connection pool: idle connections cost little, a full pool stalls threads.
-UPSTREAM_POOL_SIZE = 256
-
 
 def context() -> WorkerContext:
-    """This process's WorkerContext (rebuilt after a fork)."""
-    return get_context(get_settings(), UPSTREAM_POOL_SIZE)
+    """This process's WorkerContext (rebuilt after a fork), its pools sized for the worker's slots."""
+    settings = get_settings()
+    return get_context(settings, max(int(app.conf.worker_concurrency or 0), worker_concurrency(settings)))
+
+
+@signals.worker_init.connect
+def _check_redis(**_: Any) -> None:
+    """A worker refuses a Redis that may evict batchq's keys (batchq/state/health.py)."""
+    settings = get_settings()
+    problem = check_eviction_policy(context().redis, allow=settings.allow_redis_eviction)
+    if problem:
+        log.warning("%s (allowed by BATCHQ_ALLOW_REDIS_EVICTION)", problem)
 
 
 @signals.setup_logging.connect

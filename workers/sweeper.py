@@ -13,16 +13,17 @@ from typing import Any
 from celery import signals
 
 from batchq import keys
-from batchq.broker import FINALIZE_TASK, INTAKE_TASK, REQUEST_TASK, SWEEP_TASK
+from batchq.broker import FINALIZE_TASK, INTAKE_TASK, SWEEP_TASK
 from batchq.pipeline.sweep import SweepActions, sweep
 from workers.app import app, context
+from workers.publish import publish_lines
 
 log = logging.getLogger(__name__)
 
 ACTIONS = SweepActions(
     send_intake=lambda batch_id: app.send_task(INTAKE_TASK, args=[batch_id]),
     send_finalize=lambda batch_id: app.send_task(FINALIZE_TASK, args=[batch_id]),
-    send_line=lambda batch_id, line: app.send_task(REQUEST_TASK, args=[batch_id, line]),
+    send_lines=lambda lines: publish_lines(app, lines),
 )
 
 

@@ -8,7 +8,9 @@ whole minute's worth at once; here they hold one second's worth, the same burst 
 sides pace at the limit and "time vs N / limit" compares like with like.
 
 Run by the bench as ``python -m batchq.bench.baseline --base-url ... --input F --result R`` so that its RSS and CPU
-are measured alone; plain asyncio (no uvloop) and aiohttp.
+are measured alone; plain asyncio (no uvloop). ``--client aiohttp`` (the cookbook's client, one session) or
+``--client httpx``: one ``httpx.AsyncClient`` per concurrent request (a pool of ``--concurrency`` clients), the
+"plain asyncio client with 64 httpx clients" issue 10 compares with.
 """
 
 from __future__ import annotations
@@ -19,11 +21,14 @@ import json
 import math
 import random
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 import aiohttp
+import httpx
 
 from batchq.bench.report import percentile
 
@@ -113,6 +118,53 @@ def retry_delay(attempt: int, headers: Any) -> float:
     return float(base * (0.5 + random.random() / 2))
 
 
+#: POST url with a JSON body -> (status, body bytes, headers); status 0 = no HTTP answer.
+Post = Callable[[str, dict[str, Any]], Awaitable[tuple[int, bytes, Any]]]
+
+
+@asynccontextmanager
+async def aiohttp_post(concurrency: int, timeout_s: float) -> AsyncIterator[Post]:
+    """One aiohttp session with a connector sized to the concurrency, as the cookbook does."""
+    connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=timeout_s)) as session:
+
+        async def post(url: str, body: dict[str, Any]) -> tuple[int, bytes, Any]:
+            try:
+                async with session.post(url, json=body) as response:
+                    return response.status, await response.read(), response.headers
+            except (aiohttp.ClientError, TimeoutError):
+                return 0, b"", None
+
+        yield post
+
+
+@asynccontextmanager
+async def httpx_post(concurrency: int, timeout_s: float) -> AsyncIterator[Post]:
+    """``concurrency`` httpx.AsyncClients; each request borrows one, so none is shared by concurrent requests."""
+    clients: asyncio.Queue[httpx.AsyncClient] = asyncio.Queue()
+    for _ in range(concurrency):
+        clients.put_nowait(httpx.AsyncClient(timeout=httpx.Timeout(timeout_s, connect=10.0)))
+    try:
+
+        async def post(url: str, body: dict[str, Any]) -> tuple[int, bytes, Any]:
+            client = await clients.get()
+            try:
+                response = await client.post(url, json=body)
+                return response.status_code, response.content, response.headers
+            except httpx.TransportError:
+                return 0, b"", None
+            finally:
+                clients.put_nowait(client)
+
+        yield post
+    finally:
+        while not clients.empty():
+            await clients.get_nowait().aclose()
+
+
+CLIENTS = {"aiohttp": aiohttp_post, "httpx": httpx_post}
+
+
 async def run(
     lines: list[dict[str, Any]],
     base_url: str,
@@ -123,27 +175,22 @@ async def run(
     max_attempts: int,
     output: IO[str],
     timeout_s: float = 600.0,
+    client: str = "aiohttp",
 ) -> BaselineResult:
     """Send every line's body to ``base_url`` + its url (without ``/v1``) and wait for all of them."""
     result = BaselineResult(requests=len(lines))
     buckets = Buckets(rpm, tpm)
     slots = asyncio.Semaphore(concurrency)
-    connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency)
-    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=timeout_s)) as session:
+    async with CLIENTS[client](concurrency, timeout_s) as post:
 
         async def one(line: dict[str, Any]) -> None:
             body, url = line["body"], base_url + str(line["url"]).removeprefix("/v1")
             tokens = estimate_tokens(body)
             for attempt in range(1, max_attempts + 1):
-                status, data, headers = 0, b"", None
                 async with slots:
                     await buckets.acquire(tokens)
                     started = time.perf_counter()
-                    try:
-                        async with session.post(url, json=body) as response:
-                            status, data, headers = response.status, await response.read(), response.headers
-                    except (aiohttp.ClientError, TimeoutError):
-                        pass
+                    status, data, headers = await post(url, body)
                     result.latencies_ms.append((time.perf_counter() - started) * 1000)
                 result.attempts += 1
                 if status == 200:
@@ -181,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tpm", type=int, default=0)
     p.add_argument("--concurrency", type=int, default=64)
     p.add_argument("--max-attempts", type=int, default=6)
+    p.add_argument("--client", choices=sorted(CLIENTS), default="aiohttp")
     args = p.parse_args(argv)
     lines = [json.loads(raw) for raw in args.input.read_text().splitlines() if raw.strip()]
     with args.output.open("w") as output:
@@ -193,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
                 concurrency=args.concurrency,
                 max_attempts=args.max_attempts,
                 output=output,
+                client=args.client,
             )
         )
     args.result.write_text(json.dumps(asdict(result)))

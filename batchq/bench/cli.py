@@ -1,7 +1,8 @@
 """Command line of the bench: scenarios, repeats, pools; prints one table per (pool, scenario) and a summary.
 
-Every repeat runs on a fresh stack (new Redis, simulator, API and workers), and runs both sides on it, the
-baseline after batchq on even repeats and before it on odd ones, so that drift on a noisy machine spreads evenly.
+Every repeat runs on a fresh stack (new Redis, simulator, API and workers) and measures each side of the scenario
+on it (batchq, the raw Celery chord, an asyncio baseline), rotating which goes first so that drift on a noisy
+machine spreads evenly.
 """
 
 from __future__ import annotations
@@ -14,84 +15,103 @@ import signal
 import subprocess
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, fields
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from batchq.bench.measure import BenchFailure, make_requests, measure_baseline, measure_batchq
+from batchq.bench.measure import BenchFailure, make_requests, measure_batchq
+from batchq.bench.measure_ref import measure_baseline, measure_celery
 from batchq.bench.procs import ProcGroup
 from batchq.bench.report import Measurement, emit, median_of, summary, table
-from batchq.bench.stack import DEFAULT_CONCURRENCY, Stack, StackSpec, start_stack
-
-
-@dataclass(frozen=True)
-class Scenario:
-    key: str
-    name: str
-    requests: int
-    latency_ms: float
-    rpm: int
-
-
-#: The issue's two scenarios: raw throughput, and utilization of a rate limit at a realistic latency.
-SCENARIOS = {
-    "1": Scenario("1", "throughput", 5000, 0.0, 0),
-    "2": Scenario("2", "ratelimit", 3000, 200.0, 6000),
-}
-ALIASES = {"throughput": "1", "ratelimit": "2"}
+from batchq.bench.scenarios import SCENARIOS, SIDE_TITLES, SIDES, Scenario, override, select
+from batchq.bench.stack import POOLS, Stack, StackSpec, start_stack
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m batchq.bench", description=__doc__.split("\n")[0])
+    p.add_argument("--scenario", default="all", help=f"comma list of {', '.join(SCENARIOS)}, or all (the default)")
+    p.add_argument("--requests", type=int, help="requests per batch (default: the scenario's)")
+    p.add_argument("--workers", type=int, help="batchq worker processes (default: the scenario's)")
     p.add_argument(
-        "--scenario",
-        default="all",
-        help="1 (or throughput: no latency, no limit), 2 (or ratelimit: 200 ms at 6000 RPM), or all",
+        "--pool",
+        help=f"{', '.join(POOLS)}; a comma list runs each in turn (default: the plain worker command's own pool)",
     )
-    p.add_argument("--requests", type=int, help="requests per batch (default: 5000 for 1, 3000 for 2)")
-    p.add_argument("--workers", type=int, default=1, help="Celery worker processes (default 1)")
+    p.add_argument("--concurrency", type=int, help="worker concurrency (default: the plain worker command's own)")
     p.add_argument(
-        "--pool", default="threads", help="threads, gevent or prefork; a comma-separated list runs each in turn"
+        "--no-pool-flags",
+        action="store_true",
+        help="pass --pool/--concurrency only as BATCHQ_WORKER_POOL/BATCHQ_WORKER_CONCURRENCY, not as -P/-c",
     )
-    p.add_argument("--concurrency", type=int, help="worker -c (default: threads 64, gevent 256, prefork 8)")
     p.add_argument("--latency-ms", type=float, help="simulator latency (overrides the scenario's)")
-    p.add_argument("--rpm", type=int, help="rate limit for batchq, the simulator and the baseline (0 = none)")
-    p.add_argument("--repeat", type=int, default=3, help="runs per measurement; the table shows medians")
-    p.add_argument("--baseline-concurrency", type=int, default=64, help="baseline's cap on requests in flight")
-    p.add_argument("--max-in-flight", type=int, help="BATCHQ_MAX_IN_FLIGHT for the workers (default: batchq's)")
-    p.add_argument("--no-baseline", action="store_true", help="measure batchq only")
-    p.add_argument("--timeout", type=float, help="seconds a batch may take (default: from N and the limit)")
+    p.add_argument("--rpm", type=int, help="rate limit for batchq, the simulator and the baselines (0 = none)")
+    p.add_argument("--max-in-flight", type=int, help="BATCHQ_MAX_IN_FLIGHT (overrides the scenario's)")
+    p.add_argument("--repeat", type=int, default=3, help="runs per measurement; the tables show medians")
+    p.add_argument("--baseline-concurrency", type=int, help="asyncio baselines' requests in flight")
+    p.add_argument("--sides", help=f"comma list of {', '.join(SIDES)} (default: the scenario's; batchq always runs)")
+    p.add_argument("--no-baseline", action="store_true", help="skip the asyncio baselines")
+    p.add_argument("--no-celery", action="store_true", help="skip the raw Celery reference")
+    p.add_argument(
+        "--celery-concurrency", type=int, help="raw Celery worker's concurrency (default: the batchq worker's)"
+    )
+    p.add_argument("--timeout", type=float, help="seconds a batch may take (default: 20 + 3 x ideal)")
     p.add_argument("--log-dir", type=Path, help="logs of every process (default: a new temporary folder)")
     p.add_argument("--json", type=Path, help="also write every figure as JSON here")
     args = p.parse_args(argv)
-    keys = list(SCENARIOS) if args.scenario == "all" else [ALIASES.get(k, k) for k in args.scenario.split(",")]
-    if any(k not in SCENARIOS for k in keys):
-        p.error(f"--scenario: unknown {args.scenario!r}")
-    args.scenarios = [_override(SCENARIOS[k], args) for k in keys]
-    args.pools = [x.strip() for x in args.pool.split(",") if x.strip()]
-    if any(x not in DEFAULT_CONCURRENCY for x in args.pools):
-        p.error(f"--pool: one of {', '.join(DEFAULT_CONCURRENCY)}")
-    if args.repeat < 1 or args.workers < 1 or (args.requests is not None and args.requests < 1):
+    try:
+        chosen = select(args.scenario)
+    except KeyError as exc:
+        p.error(f"--scenario: unknown {exc}; one of {', '.join(SCENARIOS)} or all")
+    sides = None
+    if args.sides:
+        sides = tuple(["batchq"] + [x.strip() for x in args.sides.split(",") if x.strip() and x.strip() != "batchq"])
+        if any(x not in SIDES for x in sides):
+            p.error(f"--sides: one of {', '.join(SIDES)}")
+    args.scenarios = [_with_args(sc, args, sides) for sc in chosen]
+    args.pools = [x.strip() for x in args.pool.split(",") if x.strip()] if args.pool else [None]
+    if any(x is not None and x not in POOLS for x in args.pools):
+        p.error(f"--pool: one of {', '.join(POOLS)}")
+    if args.repeat < 1 or (args.workers is not None and args.workers < 1) or (args.requests or 1) < 1:
         p.error("--repeat, --workers and --requests must be >= 1")
     return args
 
 
-def _override(s: Scenario, args: argparse.Namespace) -> Scenario:
-    return Scenario(
-        s.key,
-        s.name,
-        args.requests or s.requests,
-        s.latency_ms if args.latency_ms is None else args.latency_ms,
-        s.rpm if args.rpm is None else args.rpm,
+def _with_args(s: Scenario, args: argparse.Namespace, sides: tuple[str, ...] | None) -> Scenario:
+    s = override(
+        s,
+        requests=args.requests,
+        latency_ms=args.latency_ms,
+        rpm=args.rpm,
+        max_in_flight=args.max_in_flight,
+        workers=args.workers,
+        baseline_concurrency=args.baseline_concurrency,
+        sides=sides,
     )
+    drop = ({"asyncio", "cookbook"} if args.no_baseline else set()) | ({"celery"} if args.no_celery else set())
+    return override(s, sides=tuple(x for x in s.sides if x not in drop))
 
 
-def _timeout(args: argparse.Namespace, s: Scenario) -> float:
-    if args.timeout:
-        return float(args.timeout)
-    ideal = s.requests / (s.rpm / 60) if s.rpm else 0.0
-    return 60.0 + 3 * max(ideal, s.requests / 50)  # 50 req/s is far below anything batchq does here
+def headline(sides: dict[str, Measurement]) -> dict[str, float | None]:
+    """The figures the summary and the targets read."""
+    b = sides["batchq"]
+    out: dict[str, float | None] = {
+        "req_s": b.rps,
+        "efficiency": b.efficiency,
+        "cpu_ms": b.cpu_ms_per_request,
+        "redis_cmds": b.redis_commands_per_request,
+        "rss_worker_mb": b.peak_rss_per_worker_mb,
+        "rss_kb_per_in_flight": b.rss_per_in_flight_kb,
+    }
+    for name in SIDES[1:]:
+        other = sides.get(name)
+        out[f"x_{name}"] = b.rps / other.rps if other is not None and other.rps else None
+    return out
+
+
+def scenario_dict(s: Scenario) -> dict[str, Any]:
+    return {f.name: getattr(s, f.name) for f in fields(s) if f.name != "targets"} | {
+        "targets": [{"label": t.label, "threshold": t.threshold} for t in s.targets]
+    }
 
 
 class Bench:
@@ -100,7 +120,7 @@ class Bench:
         self.log_dir = log_dir
         self.pids: list[int] = []
         self.results: list[dict[str, Any]] = []
-        self.summary_rows: list[tuple[str, str, Measurement, Measurement | None]] = []
+        self.summary_rows: list[tuple[str, dict[str, float | None], list[tuple[str, float | None, float]], bool]] = []
 
     def run(self) -> bool:
         ok = True
@@ -109,54 +129,61 @@ class Bench:
                 ok = self.run_one(pool, scenario) and ok
         return ok
 
-    def run_one(self, pool: str, s: Scenario) -> bool:
-        """``--repeat`` runs of one scenario on one pool, each on a fresh stack; prints the medians' table."""
+    def run_one(self, pool: str | None, s: Scenario) -> bool:
+        """``--repeat`` runs of one scenario with one pool, each on a fresh stack; prints the medians' table."""
         a = self.args
-        conc = a.concurrency or DEFAULT_CONCURRENCY[pool]
-        config = f"{pool} -c {conc} x {a.workers}"
+        asked = f"{pool or 'default pool'}{f' -c {a.concurrency}' if a.concurrency else ''}"
         spec = StackSpec(
-            workers=a.workers,
+            workers=s.workers,
             pool=pool,
-            concurrency=conc,
+            concurrency=a.concurrency,
             latency_ms=s.latency_ms,
             rpm=s.rpm,
-            max_in_flight=a.max_in_flight,
+            max_in_flight=s.max_in_flight,
             max_requests=s.requests,
+            pool_flags=not a.no_pool_flags,
         )
         payload = make_requests(s.requests)
-        runs: dict[str, list[Measurement]] = {"batchq": [], "baseline": []}
+        runs: dict[str, list[Measurement]] = {side: [] for side in s.sides}
         for k in range(a.repeat):
-            run_dir = self.log_dir / f"{pool}-{s.name}-{k + 1}"
+            run_dir = self.log_dir / f"{pool or 'default'}-{s.key}-{k + 1}"
             run_dir.mkdir(parents=True, exist_ok=True)
-            emit(f"[{config} | scenario {s.key} {s.name} | run {k + 1}/{a.repeat}] logs in {run_dir}")
-            sides = ["batchq"] + ([] if a.no_baseline else ["baseline"])
-            for m in self.repeat_once(spec, s, payload, run_dir, sides if k % 2 == 0 else sides[::-1], k + 1):
+            emit(f"[{s.key} | {asked} x {s.workers} | run {k + 1}/{a.repeat}] logs in {run_dir}")
+            order = list(s.sides[k % len(s.sides) :] + s.sides[: k % len(s.sides)])
+            for m in self.repeat_once(spec, s, payload, run_dir, order, k + 1):
                 runs[m.system].append(m)
             shutil.rmtree(run_dir / "store", ignore_errors=True)
-        batchq = median_of(runs["batchq"])
-        baseline = median_of(runs["baseline"]) if runs["baseline"] else None
-        limit = f"limit {s.rpm} RPM" if s.rpm else "no limit"
+        medians = {side: median_of(ms) for side, ms in runs.items() if ms}
+        limit = f"{s.rpm} RPM" if s.rpm else "no rate limit"
         title = (
-            f"Scenario {s.key} ({s.name}): {s.requests} requests, upstream latency {s.latency_ms:g} ms, {limit};"
-            f" batchq workers: {config}; baseline: asyncio, {a.baseline_concurrency} in flight;"
-            f" median of {a.repeat}"
+            f"Scenario {s.key}: {s.title}; {s.requests} requests, {s.latency_ms:g} ms, {limit},"
+            f" BATCHQ_MAX_IN_FLIGHT={s.in_flight}; asked for {asked}; median of {a.repeat}\n"
+            + "\n".join(f"  {side}: {SIDE_TITLES[side]}" for side in s.sides)
         )
         emit()
-        emit(table(title, batchq, baseline))
+        emit(table(title, [medians[side] for side in s.sides if side in medians]))
         emit()
-        self.summary_rows.append((config, f"{s.key} {s.name}", batchq, baseline))
+        ok = all(m.ok for m in medians.values())
+        h = headline(medians)
+        checks = [(t.label, t.value(h), t.threshold) for t in s.targets]
+        self.summary_rows.append((f"{s.key} ({medians['batchq'].pool})", h, checks, ok))
         self.results.append(
             {
-                "pool": pool,
-                "concurrency": conc,
-                "workers": a.workers,
-                "scenario": asdict(s),
-                "batchq": asdict(batchq),
-                "baseline": asdict(baseline) if baseline else None,
+                "scenario": scenario_dict(s),
+                "pool_asked": pool,
+                "concurrency_asked": a.concurrency,
+                "medians": {
+                    side: asdict(m) | {"cpu_ms_per_request": m.cpu_ms_per_request} for side, m in medians.items()
+                },
+                "headline": h,
+                "targets": [
+                    {"label": lb, "value": v, "threshold": t, "met": v is not None and v >= t} for lb, v, t in checks
+                ],
                 "runs": {side: [asdict(m) for m in ms] for side, ms in runs.items()},
+                "ok": ok,
             }
         )
-        return batchq.ok and (baseline is None or baseline.ok)
+        return ok
 
     def repeat_once(
         self, spec: StackSpec, s: Scenario, payload: bytes, run_dir: Path, sides: list[str], run: int
@@ -171,6 +198,7 @@ class Bench:
                 return [Measurement(side, s.requests, ok=False, error=str(exc)[:300]) for side in sides]
             finally:
                 self.pids.extend(p.pid for p in group.procs if p.popen is not None)
+            emit(f"  batchq workers run {stack.pool_label()}")
             for side in sides:
                 try:
                     m = self.measure(stack, s, payload, side, run)
@@ -180,26 +208,20 @@ class Bench:
                 finally:
                     self.pids.extend(p.pid for p in group.procs if p.popen is not None)
                 out.append(m)
+                status = "" if m.ok else ("  TIMED OUT" if m.timed_out else "  FAILED")
                 emit(
                     f"  {side:<8} {m.wall_s:7.2f} s  {m.rps:7.1f} req/s  completed {m.completed}/{m.requests}"
-                    f"  429s {m.http_429}  retries {m.retries}" + ("" if m.ok else "  FAILED")
+                    f"  CPU {m.cpu_ms_per_request:.2f} ms/req  {m.pool}{status}"
                 )
         return out
 
     def measure(self, stack: Stack, s: Scenario, payload: bytes, side: str, run: int) -> Measurement:
-        a = self.args
+        timeout = float(self.args.timeout or s.default_timeout_s())
         if side == "batchq":
-            return measure_batchq(stack, payload, s.requests, s.rpm, _timeout(a, s))
-        return measure_baseline(
-            stack,
-            payload,
-            s.requests,
-            rpm=s.rpm,
-            tpm=0,
-            concurrency=a.baseline_concurrency,
-            timeout_s=_timeout(a, s),
-            name=f"baseline-{run}",
-        )
+            return measure_batchq(stack, s, payload, timeout)
+        if side == "celery":
+            return measure_celery(stack, s, timeout, run, self.args.celery_concurrency)
+        return measure_baseline(stack, s, payload, side, timeout, run)
 
 
 def revision() -> str:
@@ -250,8 +272,8 @@ def main(argv: list[str] | None = None) -> int:
                     indent=1,
                 )
             )
-    if len(bench.summary_rows) > 1:
-        emit("Summary (medians; 'x base' = batchq requests/s / baseline requests/s)")
+    if bench.summary_rows:
+        emit("Summary (medians; 'x celery' etc. = batchq requests/s / that side's requests/s)")
         emit(summary(bench.summary_rows))
     emit(f"\nlogs: {log_dir}   ({time.monotonic() - started:.0f} s in all)")
     return 0 if ok else 1

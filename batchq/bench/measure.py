@@ -1,9 +1,8 @@
-"""One measurement of batchq (through the HTTP API, as a user would) and one of the baseline, on one stack."""
+"""One measurement of batchq on one stack, through the HTTP API as a user would; helpers the other sides share."""
 
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ import httpx
 
 from batchq.bench.procs import TreeSampler
 from batchq.bench.report import MB, Measurement, percentile
+from batchq.bench.scenarios import Scenario
 from batchq.bench.stack import Stack
 
 #: Seconds between two GET /v1/batches/{id} while waiting.
@@ -41,7 +41,8 @@ def make_requests(n: int) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-def _sim_figures(stats: dict[str, Any], n: int) -> dict[str, Any]:
+def sim_figures(stats: dict[str, Any], n: int) -> dict[str, Any]:
+    """The simulator's view of one run: retries, 429s, sending rate, peak in flight."""
     received = int(stats.get("received", 0))
     first, last = stats.get("first_at"), stats.get("last_at")
     span = (last - first) if first is not None and last is not None else 0.0
@@ -50,10 +51,11 @@ def _sim_figures(stats: dict[str, Any], n: int) -> dict[str, Any]:
         "http_429": int(stats.get("by_status", {}).get("429", 0)),
         "upstream_rps": (received - 1) / span if span > 0 else None,
         "max_in_window": int(stats.get("max_in_window", 0)),
+        "peak_in_flight": int(stats.get("max_in_flight", 0)),
     }
 
 
-def _read_probe(probe_dir: Path) -> tuple[list[float], int]:
+def read_probe(probe_dir: Path) -> tuple[list[float], int]:
     """Upstream call latencies (ms) and the number of re-queues the workers' probes wrote."""
     latencies: list[float] = []
     requeues = 0
@@ -67,15 +69,34 @@ def _read_probe(probe_dir: Path) -> tuple[list[float], int]:
     return latencies, requeues
 
 
-def measure_batchq(stack: Stack, payload: bytes, n: int, rpm: int, timeout_s: float) -> Measurement:
+def clear_probe(probe_dir: Path) -> None:
+    for old in probe_dir.glob("*.probe"):
+        old.unlink()
+
+
+def memory_figures(workers: TreeSampler, peak_in_flight: int) -> dict[str, Any]:
+    """Peak RSS in all, per worker process, idle, and per request in flight."""
+    grown = max(workers.peak_rss_bytes - workers.start_rss_bytes, 0)
+    return {
+        "peak_rss_mb": workers.peak_rss_bytes / MB,
+        "peak_rss_per_worker_mb": max(workers.peak_rss_by_root.values(), default=0) / MB,
+        "idle_rss_mb": workers.start_rss_bytes / MB,
+        "rss_per_in_flight_kb": grown / 1024 / peak_in_flight if peak_in_flight else None,
+    }
+
+
+def measure_batchq(stack: Stack, s: Scenario, payload: bytes, timeout_s: float) -> Measurement:
     """Upload, create, poll until ``completed``; time from the create's answer to the first ``completed`` seen.
 
+    After ``timeout_s`` the figures so far are kept (``timed_out``), the batch is cancelled and the workers are
+    stopped, so that they do not go on loading the machine while the other sides are measured.
+
     Raises:
-        BenchFailure: the batch ended otherwise, or was not done within ``timeout_s``.
+        BenchFailure: the batch ended otherwise than ``completed``, or the API refused it.
     """
+    n = s.requests
     stack.sim_reset()
-    for old in stack.probe_dir.glob("*.probe"):
-        old.unlink()
+    clear_probe(stack.probe_dir)
     commands_before = sum(stack.redis_commands().values())
     workers = TreeSampler([w.pid for w in stack.workers]).start()
     others = TreeSampler([p.pid for p in (stack.api, stack.redis_proc) if p is not None]).start()
@@ -94,115 +115,62 @@ def measure_batchq(stack: Stack, payload: bytes, n: int, rpm: int, timeout_s: fl
                 },
             )
             created.raise_for_status()
+            batch_id = created.json()["id"]
             started = time.perf_counter()
-            batch = _wait_completed(client, created.json()["id"], started + timeout_s)
+            batch, timed_out = _wait_completed(client, batch_id, started + timeout_s)
             wall = time.perf_counter() - started
+            if timed_out:
+                client.post(f"/v1/batches/{batch_id}/cancel")
     finally:
         workers.stop()
         others.stop()
+    commands = sum(stack.redis_commands().values()) - commands_before
+    sim = sim_figures(stack.sim_stats(), n)
+    if timed_out:
+        for proc in stack.workers:
+            proc.stop()
     counts = batch.get("request_counts") or {}
-    latencies, requeues = _read_probe(stack.probe_dir)
-    limit_rps = rpm / 60
+    completed = int(counts.get("completed", 0))
+    latencies, requeues = read_probe(stack.probe_dir)
+    ideal = s.ideal_s(s.in_flight)
     return Measurement(
         system="batchq",
         requests=n,
-        completed=int(counts.get("completed", 0)),
+        completed=completed,
         failed=int(counts.get("failed", 0)),
         wall_s=wall,
-        ideal_s=n / limit_rps if rpm else None,
-        rps=int(counts.get("completed", 0)) / wall,
-        utilization=(n / wall) / limit_rps if rpm else None,
+        in_flight=s.in_flight,
+        ideal_s=ideal,
+        efficiency=ideal * completed / n / wall if ideal else None,
+        rps=completed / wall,
+        utilization=(completed / wall) / (s.rpm / 60) if s.rpm else None,
         requeues=requeues,
         latency_p50_ms=percentile(latencies, 50) if latencies else None,
         latency_p99_ms=percentile(latencies, 99) if latencies else None,
-        peak_rss_mb=workers.peak_rss_bytes / MB,
         cpu_s=workers.cpu_s + others.cpu_s,
         worker_cpu_s=workers.cpu_s,
         redis_peak_mb=stack.redis_memory_peak() / MB,
-        redis_commands_per_request=(sum(stack.redis_commands().values()) - commands_before) / n,
-        **_sim_figures(stack.sim_stats(), n),
+        redis_commands_per_request=commands / max(completed + int(counts.get("failed", 0)) if timed_out else n, 1),
+        pool=stack.pool_label(),
+        timed_out=timed_out,
+        ok=not timed_out,
+        error=f"not completed in {timeout_s:.0f} s: {completed}/{n} done" if timed_out else "",
+        **memory_figures(workers, sim["peak_in_flight"]),
+        **sim,
     )
 
 
-def _wait_completed(client: httpx.Client, batch_id: str, deadline: float) -> dict[str, Any]:
+def _wait_completed(client: httpx.Client, batch_id: str, deadline: float) -> tuple[dict[str, Any], bool]:
+    """The batch once ``completed`` (False), or as last seen at the deadline (True)."""
     batch: dict[str, Any] = {}
     while True:
         polled = time.perf_counter()
         batch = client.get(f"/v1/batches/{batch_id}").json()
         status = batch.get("status")
         if status == "completed":
-            return batch
+            return batch, False
         if status in FINAL:
             raise BenchFailure(f"batch {batch_id} ended {status}: {json.dumps(batch)[:600]}")
         if polled >= deadline:
-            raise BenchFailure(
-                f"batch {batch_id} not completed in time; last seen: status={status} "
-                f"request_counts={batch.get('request_counts')}"
-            )
+            return batch, True
         time.sleep(max(POLL_INTERVAL_S - (time.perf_counter() - polled), 0.0))
-
-
-def measure_baseline(
-    stack: Stack, payload: bytes, n: int, *, rpm: int, tpm: int, concurrency: int, timeout_s: float, name: str
-) -> Measurement:
-    """Run the baseline client as a child process against the stack's simulator (reset first).
-
-    Raises:
-        BenchFailure: it crashed or did not finish within ``timeout_s``.
-    """
-    stack.sim_reset()
-    run_dir = stack.run_dir
-    requests, output, result = run_dir / "requests.jsonl", run_dir / "baseline-output.jsonl", run_dir / "baseline.json"
-    requests.write_bytes(payload)
-    result.unlink(missing_ok=True)
-    argv = [
-        sys.executable,
-        "-m",
-        "batchq.bench.baseline",
-        "--base-url",
-        f"{stack.sim_root}/v1",
-        "--input",
-        str(requests),
-        "--output",
-        str(output),
-        "--result",
-        str(result),
-        "--rpm",
-        str(rpm),
-        "--tpm",
-        str(tpm),
-        "--concurrency",
-        str(concurrency),
-    ]
-    proc = stack.group.start(name, argv)
-    sampler = TreeSampler([proc.pid]).start()
-    try:
-        code = proc.wait(timeout_s)
-    finally:
-        sampler.stop()
-    if code is None:
-        proc.stop()
-        raise BenchFailure(f"baseline not done in {timeout_s:.0f}s:\n{proc.log_tail()}")
-    if code != 0 or not result.exists():
-        raise BenchFailure(f"baseline exited {code}:\n{proc.log_tail()}")
-    figures = json.loads(result.read_text())
-    output.unlink(missing_ok=True)
-    wall = float(figures["wall_s"])
-    limit_rps = rpm / 60
-    sim = _sim_figures(stack.sim_stats(), n)
-    sim["retries"] = max(sim["retries"], int(figures["retries"]))
-    return Measurement(
-        system="baseline",
-        requests=n,
-        completed=int(figures["completed"]),
-        failed=int(figures["failed"]),
-        wall_s=wall,
-        ideal_s=n / limit_rps if rpm else None,
-        rps=int(figures["completed"]) / wall,
-        utilization=(n / wall) / limit_rps if rpm else None,
-        latency_p50_ms=float(figures["latency_p50_ms"]),
-        latency_p99_ms=float(figures["latency_p99_ms"]),
-        peak_rss_mb=sampler.peak_rss_bytes / MB,
-        cpu_s=float(figures["cpu_s"]),
-        **sim,
-    )

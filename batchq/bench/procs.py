@@ -144,6 +144,7 @@ class TreeSampler:
     """Samples, every ``interval_s`` in a thread, the summed RSS and CPU time of process trees.
 
     ``peak_rss_bytes`` is the largest sum of RSS over the roots and all their descendants seen in one sample;
+    ``start_rss_bytes`` that sum at ``start`` (idle); ``peak_rss_by_root`` the largest RSS of each root's tree;
     ``cpu_s`` is the CPU time (user + system) those processes spent between ``start`` and ``stop``.
     """
 
@@ -151,6 +152,8 @@ class TreeSampler:
         self.pids = list(pids)
         self.interval_s = interval_s
         self.peak_rss_bytes = 0
+        self.start_rss_bytes = 0
+        self.peak_rss_by_root: dict[int, int] = {}
         self.samples = 0
         self._cpu_start: dict[int, float] = {}
         self._cpu_last: dict[int, float] = {}
@@ -177,32 +180,37 @@ class TreeSampler:
         while not self._stop.wait(self.interval_s):
             self._sample(first=False)
 
-    def _tree(self) -> list[psutil.Process]:
-        out: list[psutil.Process] = []
+    def _trees(self) -> list[tuple[int, list[psutil.Process]]]:
+        out: list[tuple[int, list[psutil.Process]]] = []
         for pid in self.pids:
             try:
                 root = self._procs.get(pid) or psutil.Process(pid)
                 self._procs[pid] = root
-                out.append(root)
-                out.extend(root.children(recursive=True))
+                out.append((pid, [root, *root.children(recursive=True)]))
             except psutil.Error:
                 continue
         return out
 
     def _sample(self, *, first: bool) -> None:
-        rss = 0
-        for proc in self._tree():
-            try:
-                with proc.oneshot():
-                    mem = proc.memory_info().rss
-                    times = proc.cpu_times()
-            except psutil.Error:
-                continue  # exited between the listing and the read
-            rss += mem
-            cpu = times.user + times.system
-            if first or proc.pid not in self._cpu_start:
-                # a process born during the measurement counts from zero; one alive at start from its value then
-                self._cpu_start[proc.pid] = cpu if first else 0.0
-            self._cpu_last[proc.pid] = cpu
+        total = 0
+        for root, tree in self._trees():
+            rss = 0
+            for proc in tree:
+                try:
+                    with proc.oneshot():
+                        mem = proc.memory_info().rss
+                        times = proc.cpu_times()
+                except psutil.Error:
+                    continue  # exited between the listing and the read
+                rss += mem
+                cpu = times.user + times.system
+                if first or proc.pid not in self._cpu_start:
+                    # a process born during the measurement counts from zero; one alive at start from its value then
+                    self._cpu_start[proc.pid] = cpu if first else 0.0
+                self._cpu_last[proc.pid] = cpu
+            self.peak_rss_by_root[root] = max(self.peak_rss_by_root.get(root, 0), rss)
+            total += rss
         self.samples += 1
-        self.peak_rss_bytes = max(self.peak_rss_bytes, rss)
+        if first:
+            self.start_rss_bytes = total
+        self.peak_rss_bytes = max(self.peak_rss_bytes, total)

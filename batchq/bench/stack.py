@@ -1,4 +1,10 @@
-"""The stack one measurement runs on: redis-server, ``batchq sim``, ``batchq api`` and N Celery workers.
+"""The stack one measurement runs on: redis-server, ``batchq sim``, ``batchq api``, N Celery workers, and on demand
+the raw Celery reference worker.
+
+batchq's workers run the default worker command (``celery -A workers worker -Q intake,requests,finalize``, no
+``-P``/``-c``) unless a pool or concurrency is asked for; then it is passed both as BATCHQ_WORKER_POOL /
+BATCHQ_WORKER_CONCURRENCY (read by batchq's Celery config) and, unless ``pool_flags`` is off, as ``-P``/``-c``.
+Each worker reports the pool and concurrency it really runs (``batchq.bench.worker``'s ready file).
 
 All of them listen on free loopback ports and are children of the bench (``ProcGroup`` stops them). Redis runs
 without persistence (``--save '' --appendonly no``) so that disk writes do not blur the figures.
@@ -6,6 +12,7 @@ without persistence (``--save '' --appendonly no``) so that disk writes do not b
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 from collections.abc import Callable
@@ -17,10 +24,12 @@ import httpx
 import redis
 
 from batchq.bench.procs import Proc, ProcGroup, free_port, wait_until
-from batchq.bench.worker import PROBE_DIR_ENV, READY_FILE_ENV
+from batchq.bench.rawcelery import QUEUE as RAW_QUEUE
+from batchq.bench.rawcelery import REDIS_URL_ENV as RAW_REDIS_URL_ENV
+from batchq.bench.worker import PROBE_DIR_ENV, READY_FILE_ENV, UPSTREAM_ENV
 
-#: Worker concurrency (``-c``) per pool when ``--concurrency`` is not given.
-DEFAULT_CONCURRENCY = {"threads": 64, "gevent": 256, "prefork": 8}
+#: Pools the bench can ask for.
+POOLS = ("threads", "gevent", "prefork", "solo")
 #: Seconds a server or worker may take to come up.
 START_TIMEOUT_S = 60.0
 
@@ -30,14 +39,18 @@ class StackSpec:
     """What to start."""
 
     workers: int
-    pool: str
-    concurrency: int
+    pool: str | None
+    """None = the default worker command's pool (batchq's choice)."""
+    concurrency: int | None
+    """None = the default worker command's concurrency."""
     latency_ms: float
     rpm: int
     tpm: int = 0
     max_in_flight: int | None = None
     """BATCHQ_MAX_IN_FLIGHT; None keeps batchq's default."""
     max_requests: int = 10_000
+    pool_flags: bool = True
+    """Also pass a requested pool / concurrency as -P / -c (not only as BATCHQ_WORKER_* variables)."""
 
 
 @dataclass
@@ -51,12 +64,24 @@ class Stack:
     sim_root: str = ""
     api_url: str = ""
     workers: list[Proc] = field(default_factory=list)
+    worker_info: list[dict[str, Any]] = field(default_factory=list)
+    """What each worker reported when ready: pool, concurrency, pid."""
     api: Proc | None = None
     redis_proc: Proc | None = None
 
     @property
     def probe_dir(self) -> Path:
         return self.run_dir / "probe"
+
+    @property
+    def raw_redis_url(self) -> str:
+        """The raw Celery reference's own database on the same server."""
+        return self.redis_url.rsplit("/", 1)[0] + "/1"
+
+    def pool_label(self) -> str:
+        """``threads -c 64 x 2``, from what the workers reported."""
+        kinds = sorted({f"{w['pool']} -c {w['concurrency']}" for w in self.worker_info})
+        return f"{'/'.join(kinds) or '?'} x {len(self.worker_info)}"
 
     def sim_stats(self) -> dict[str, Any]:
         stats: dict[str, Any] = httpx.get(f"{self.sim_root}/sim/stats", timeout=10).json()
@@ -111,6 +136,10 @@ def start_stack(spec: StackSpec, run_dir: Path, group: ProcGroup) -> Stack:
     }
     if spec.max_in_flight is not None:
         env["BATCHQ_MAX_IN_FLIGHT"] = str(spec.max_in_flight)
+    if spec.pool is not None:
+        env["BATCHQ_WORKER_POOL"] = spec.pool
+    if spec.concurrency is not None:
+        env["BATCHQ_WORKER_CONCURRENCY"] = str(spec.concurrency)
     _start_api(stack, env)
     _start_workers(stack, env)
     return stack
@@ -175,37 +204,63 @@ def _start_api(stack: Stack, env: dict[str, str]) -> None:
     _wait(stack.api, lambda: httpx.get(f"{stack.api_url}/healthz", timeout=2).status_code == 200, "api")
 
 
+def _worker_argv(app: str, queues: str, name: str, pool: str | None, concurrency: int | None) -> list[str]:
+    argv = [sys.executable, "-m", "batchq.bench.worker", "-A", app, "worker", "-Q", queues]
+    if pool is not None:
+        argv += ["-P", pool]
+    if concurrency is not None:
+        argv += ["-c", str(concurrency)]
+    return argv + ["-n", f"{name}@%h", "--without-gossip", "--without-mingle", "-l", "WARNING"]
+
+
 def _start_workers(stack: Stack, env: dict[str, str]) -> None:
     spec = stack.spec
+    flags = spec.pool_flags
     ready_files = []
     for i in range(spec.workers):
         ready = stack.run_dir / f"worker-{i}.ready"
         ready.unlink(missing_ok=True)
-        argv = [
-            sys.executable,
-            "-m",
-            "batchq.bench.worker",
-            "-A",
+        argv = _worker_argv(
             "workers",
-            "worker",
-            "-Q",
             "intake,requests,finalize",
-            "-P",
-            spec.pool,
-            "-c",
-            str(spec.concurrency),
-            "-n",
-            f"bench{i}@%h",
-            "--without-gossip",
-            "--without-mingle",
-            "-l",
-            "WARNING",
-        ]
-        worker_env = {**env, PROBE_DIR_ENV: str(stack.probe_dir), READY_FILE_ENV: str(ready)}
-        stack.workers.append(stack.group.start(f"worker-{i}-{spec.pool}", argv, worker_env))
+            f"bench{i}",
+            spec.pool if flags else None,
+            spec.concurrency if flags else None,
+        )
+        worker_env = {
+            **env,
+            PROBE_DIR_ENV: str(stack.probe_dir),
+            READY_FILE_ENV: str(ready),
+            UPSTREAM_ENV: stack.sim_root,
+        }
+        stack.workers.append(stack.group.start(f"worker-{i}", argv, worker_env))
         ready_files.append(ready)
     for proc, ready in zip(stack.workers, ready_files, strict=True):
         _wait(proc, ready.exists, f"worker {proc.name}", interval_s=0.1)
+        stack.worker_info.append(json.loads(ready.read_text()))
+
+
+def start_raw_worker(stack: Stack, pool: str, concurrency: int, tag: str) -> tuple[Proc, dict[str, Any]]:
+    """Start the raw Celery reference worker (``-P pool -c concurrency``) into the stack's group.
+
+    Raises:
+        RuntimeError: it did not come up.
+    """
+    probe = stack.run_dir / "probe-celery"
+    probe.mkdir(exist_ok=True)
+    ready = stack.run_dir / f"celery-{tag}.ready"
+    ready.unlink(missing_ok=True)
+    env = {
+        RAW_REDIS_URL_ENV: stack.raw_redis_url,
+        PROBE_DIR_ENV: str(probe),
+        READY_FILE_ENV: str(ready),
+        UPSTREAM_ENV: stack.sim_root,
+    }
+    argv = _worker_argv("batchq.bench.rawcelery", RAW_QUEUE, f"raw-{tag}", pool, concurrency)
+    proc = stack.group.start(f"celery-{tag}", argv, env)
+    _wait(proc, ready.exists, f"raw Celery worker {proc.name}", interval_s=0.1)
+    info: dict[str, Any] = json.loads(ready.read_text())
+    return proc, info
 
 
 def _wait(proc: Proc, predicate: Callable[[], bool], what: str, interval_s: float = 0.05) -> None:

@@ -1,20 +1,24 @@
-"""``python -m batchq.bench.worker -A workers worker ...``: the ``celery`` command plus a timing probe.
+"""``python -m batchq.bench.worker -A <app> worker ...``: the ``celery`` command plus a timing probe.
 
-Runs exactly what ``celery -A workers worker ...`` runs, with two additions for the bench:
+Runs exactly what ``celery -A <app> worker ...`` runs (batchq's ``workers`` or the raw Celery reference
+``batchq.bench.rawcelery``), with these additions for the bench:
 
-* ``UpstreamClient.post`` is timed (perf_counter around the httpx call, so it includes waiting for the GIL or the
-  gevent hub: what a request really costs as seen from the worker) and ``process_line`` results are counted,
-  one line a call appended to ``$BATCHQ_BENCH_PROBE_DIR/<pid>.probe``: ``u <ms> <status>`` for an upstream call
-  (status 0 = no HTTP answer) and ``q`` for a line re-queued as a Celery retry. An O_APPEND write of a short line
-  costs a few microseconds, next to about 2.5 ms of CPU a task costs.
-* When the worker is ready it creates ``$BATCHQ_BENCH_READY_FILE`` (Celery logs "ready." only at INFO).
+* Every httpx call to the upstream (URLs under ``$BATCHQ_BENCH_UPSTREAM``) is timed around ``Client.send`` /
+  ``AsyncClient.send``, so the probe does not depend on how the request path wraps httpx. The time includes waiting
+  for the GIL or the gevent hub: what a call really costs as seen from the worker. One line a call is appended to
+  ``$BATCHQ_BENCH_PROBE_DIR/<pid>.probe``: ``u <ms> <status>`` (status 0 = no HTTP answer). An O_APPEND write of a
+  short line costs a few microseconds.
+* For batchq, every task that goes back to the queue as a Celery retry (signal ``task_retry``) writes ``q``.
+* When the worker is ready it writes ``$BATCHQ_BENCH_READY_FILE``: JSON with the pool and concurrency the worker
+  really runs (from Celery's WorkController), so the bench can start the raw Celery reference the same way.
 
-gevent must monkey-patch before anything else is imported, as Celery's own ``__main__`` does: the probe is
-installed after :func:`celery.maybe_patch_concurrency`.
+gevent must monkey-patch before anything else is imported, as Celery's own ``__main__`` does: nothing is imported
+before :func:`celery.maybe_patch_concurrency`, and httpx is patched only at ``worker_init``, after the app loaded.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import threading
@@ -24,8 +28,19 @@ from typing import Any
 
 #: Environment variable naming the folder of the probe files (unset: no probe).
 PROBE_DIR_ENV = "BATCHQ_BENCH_PROBE_DIR"
-#: Environment variable naming the file created when the worker is ready.
+#: Environment variable naming the file written when the worker is ready.
 READY_FILE_ENV = "BATCHQ_BENCH_READY_FILE"
+#: Environment variable with the upstream's root URL; only calls under it are timed.
+UPSTREAM_ENV = "BATCHQ_BENCH_UPSTREAM"
+
+#: Celery pool implementations by class path, named as ``-P`` takes them.
+POOL_NAMES = {
+    "celery.concurrency.thread:TaskPool": "threads",
+    "celery.concurrency.prefork:TaskPool": "prefork",
+    "celery.concurrency.gevent:TaskPool": "gevent",
+    "celery.concurrency.eventlet:TaskPool": "eventlet",
+    "celery.concurrency.solo:TaskPool": "solo",
+}
 
 _fd: int | None = None
 _fd_pid: int | None = None
@@ -45,37 +60,79 @@ def _write(line: str) -> None:
     os.write(_fd, line.encode())
 
 
-def install_probe() -> None:
-    """Wrap the upstream call and ``process_line`` (before Celery imports the tasks that bind the latter)."""
-    from batchq.pipeline import request as processing
-    from batchq.upstream import client as upstream
+def install_http_probe(upstream: str) -> None:
+    """Time every httpx request whose URL starts with ``upstream`` (sync and async clients)."""
+    import httpx
 
-    post = upstream.UpstreamClient.post
+    sync_send = httpx.Client.send
+    async_send = httpx.AsyncClient.send
 
-    def timed_post(self: upstream.UpstreamClient, url: str, body: dict[str, Any], **kwargs: Any) -> Any:
-        started = time.perf_counter()
-        answer = post(self, url, body, **kwargs)
-        status = answer.status_code if isinstance(answer, upstream.UpstreamAnswer) else 0
-        _write(f"u {(time.perf_counter() - started) * 1000:.3f} {status}\n")
-        return answer
+    def timed_send(self: httpx.Client, request: httpx.Request, **kwargs: Any) -> httpx.Response:
+        if not str(request.url).startswith(upstream):
+            return sync_send(self, request, **kwargs)
+        started, status = time.perf_counter(), 0
+        try:
+            response = sync_send(self, request, **kwargs)
+            status = response.status_code
+            return response
+        finally:
+            _write(f"u {(time.perf_counter() - started) * 1000:.3f} {status}\n")
 
-    process_line = processing.process_line
+    async def timed_async_send(self: httpx.AsyncClient, request: httpx.Request, **kwargs: Any) -> httpx.Response:
+        if not str(request.url).startswith(upstream):
+            return await async_send(self, request, **kwargs)
+        started, status = time.perf_counter(), 0
+        try:
+            response = await async_send(self, request, **kwargs)
+            status = response.status_code
+            return response
+        finally:
+            _write(f"u {(time.perf_counter() - started) * 1000:.3f} {status}\n")
 
-    def counted_process_line(ctx: Any, batch_id: str, line: int) -> Any:
-        result = process_line(ctx, batch_id, line)
-        if isinstance(result, processing.Requeue):
-            _write("q\n")
-        return result
+    setattr(httpx.Client, "send", timed_send)  # noqa: B010 - mypy refuses assigning to a method
+    setattr(httpx.AsyncClient, "send", timed_async_send)  # noqa: B010
 
-    setattr(upstream.UpstreamClient, "post", timed_post)  # noqa: B010 - mypy refuses assigning to a method
-    setattr(processing, "process_line", counted_process_line)  # noqa: B010
+
+def install_requeue_probe() -> None:
+    """Count tasks sent back to the queue as a Celery retry (``task_retry``: independent of the request path)."""
+    from celery import signals
+
+    def requeued(**_: Any) -> None:
+        _write("q\n")
+
+    signals.task_retry.connect(requeued, weak=False)
+
+
+def pool_info(controller: Any) -> dict[str, Any]:
+    """The pool name and concurrency a Celery WorkController runs."""
+    cls = getattr(controller, "pool_cls", None)
+    path = f"{cls.__module__}:{cls.__name__}" if isinstance(cls, type) else str(cls)
+    return {
+        "pool": POOL_NAMES.get(path, path),
+        "concurrency": int(getattr(controller, "concurrency", 0) or 0),
+        "pid": os.getpid(),
+    }
+
+
+def _install_http_probe_at_worker_init(upstream: str) -> None:
+    """Patch httpx only once the app is loaded, so that an app that monkey-patches (gevent) imports httpx as the
+    plain command would: after its patching. A prefork child inherits the patched class."""
+    from celery import signals
+
+    def install(**_: Any) -> None:
+        install_http_probe(upstream)
+
+    signals.worker_init.connect(install, weak=False)
 
 
 def _connect_ready_file(path: str) -> None:
     from celery import signals
 
-    def mark_ready(**_: Any) -> None:
-        Path(path).touch()
+    def mark_ready(sender: Any = None, **_: Any) -> None:
+        info = pool_info(getattr(sender, "controller", None))
+        tmp = Path(path + ".tmp")
+        tmp.write_text(json.dumps(info))
+        tmp.replace(path)  # the bench reads it as soon as it exists: write it whole
 
     signals.worker_ready.connect(mark_ready, weak=False)
 
@@ -87,7 +144,10 @@ def main() -> None:
     sys.argv = ["celery", *sys.argv[1:]]
     maybe_patch_concurrency(sys.argv)
     if os.environ.get(PROBE_DIR_ENV):
-        install_probe()
+        upstream = os.environ.get(UPSTREAM_ENV)
+        if upstream:
+            _install_http_probe_at_worker_init(upstream)
+        install_requeue_probe()
     ready = os.environ.get(READY_FILE_ENV)
     if ready:
         _connect_ready_file(ready)

@@ -13,8 +13,11 @@ import redis
 
 from batchq.config import Settings
 from batchq.files import FileRegistry
+from batchq.pipeline.inputs import InputReader
+from batchq.pipeline.leases import LeaseKeeper
 from batchq.ratelimit import RateLimiter
-from batchq.state import BatchState
+from batchq.state import BatchState, LineState
+from batchq.state.schedule import Schedule
 from batchq.storage import ObjectStore, store_from_url
 from batchq.upstream import Route, RouteTable, UpstreamClient
 from batchq.validation import ValidationLimits
@@ -26,6 +29,10 @@ class WorkerContext:
     redis: redis.Redis[bytes]
     store: ObjectStore
     state: BatchState
+    lines: LineState
+    schedule: Schedule
+    leases: LeaseKeeper
+    inputs: InputReader
     files: FileRegistry
     routes: RouteTable
     upstream: UpstreamClient
@@ -75,24 +82,47 @@ def build_context(settings: Settings, concurrency: int = 64) -> WorkerContext:
         routes_path=settings.routes,
         served_models=settings.served_model_set(),
     )
+    store = store_from_url(
+        settings.storage_url,
+        s3_endpoint_url=settings.s3_endpoint_url,
+        checksum_mode=settings.s3_checksum_mode,
+        s3_timeout_s=settings.s3_timeout_s,
+    )
+    lines = LineState(client)
     return WorkerContext(
         settings=settings,
         redis=client,
-        store=store_from_url(
-            settings.storage_url,
-            s3_endpoint_url=settings.s3_endpoint_url,
-            checksum_mode=settings.s3_checksum_mode,
-            s3_timeout_s=settings.s3_timeout_s,
-        ),
+        store=store,
         state=BatchState(client),
+        lines=lines,
+        schedule=Schedule(
+            client,
+            window=dispatch_window(settings, routes),
+            chunk=FEED_CHUNK,
+            due_back_s=settings.requeue_after_s,
+            weights=settings.account_weight_map(),
+        ),
+        leases=LeaseKeeper(client, lines, settings.lease_s),
+        inputs=InputReader(store, settings.input_cache_mb * 1024 * 1024),
         files=FileRegistry(client),
         routes=routes,
         upstream=UpstreamClient(
             connect_timeout_s=settings.upstream_connect_timeout_s,
             read_timeout_s=settings.upstream_read_timeout_s,
-            max_connections=max(16, concurrency),
+            max_connections=max(256, concurrency),
         ),
     )
+
+
+#: Lines one scheduling pick hands out at most: small, so shares stay even between accounts and batches.
+FEED_CHUNK = 8
+
+
+def dispatch_window(settings: Settings, routes: RouteTable) -> int:
+    """Request messages in the broker at most: BATCHQ_DISPATCH_WINDOW, else twice the routes' in-flight caps."""
+    if settings.dispatch_window > 0:
+        return settings.dispatch_window
+    return max(64, 2 * routes.total_in_flight())
 
 
 _context: WorkerContext | None = None

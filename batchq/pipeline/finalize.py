@@ -10,14 +10,14 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from batchq import keys
+from batchq.expiration import output_expiry_s
 from batchq.keys import derived_file_id
 from batchq.pipeline.context import WorkerContext
-from batchq.pipeline.request import record_batch_outcome
+from batchq.pipeline.outcomes import record_stop
 from batchq.pricing import estimate_cost
-from batchq.schemas import FINAL_STATUSES
+from batchq.state import BatchRecord
 from batchq.webhooks.dispatch import on_batch_final
 
 log = logging.getLogger(__name__)
@@ -42,16 +42,16 @@ def finalize_batch(ctx: WorkerContext, batch_id: str) -> FinalizeResult:
     record = ctx.state.get_record(batch_id)
     if record is None:
         return FinalizeResult("", False)
-    if record["status"] in FINAL_STATUSES:
+    if record.is_final:
         # webhooks (issue 14): a run that died between its final transition and the event; the marker dedupes.
-        on_batch_final(ctx.redis, ctx.settings.webhook_retry_period_s, batch_id, record["status"])
-        return FinalizeResult(record["status"], True)
-    if record["status"] == "validating":
+        on_batch_final(ctx.redis, ctx.settings.webhook_retry_period_s, batch_id, record.status)
+        return FinalizeResult(record.status, True)
+    if record.status == "validating":
         return FinalizeResult("validating", False)
     lock_key = keys.batch_finalize_lock(batch_id)
     token = f"{time.time()}"
     if not ctx.redis.set(lock_key, token, nx=True, ex=FINALIZE_LOCK_S):
-        return FinalizeResult(record["status"], False)
+        return FinalizeResult(record.status, False)
     try:
         return _finalize_locked(ctx, batch_id)
     finally:
@@ -59,43 +59,38 @@ def finalize_batch(ctx: WorkerContext, batch_id: str) -> FinalizeResult:
             ctx.redis.delete(lock_key)
 
 
-def stop_code(record: dict[str, Any]) -> str:
-    """What unsent lines become now: ``batch_cancelled``, ``batch_expired``, or '' while the batch may go on."""
-    if record["status"] == "cancelling" or record.get("cancelling_at"):
-        return "batch_cancelled"
-    if time.time() >= int(record.get("expires_at", 0) or 0):
-        return "batch_expired"
-    return ""
-
-
-def fill_unsent(ctx: WorkerContext, batch_id: str, record: dict[str, Any], code: str) -> int:
+def fill_unsent(ctx: WorkerContext, record: BatchRecord, code: str) -> int:
     """Give every line with no outcome and no live lease the outcome ``code``; returns how many it recorded."""
     filled = 0
-    for line in ctx.state.missing_lines(batch_id, int(record.get("total", 0))):
-        if record_batch_outcome(ctx, batch_id, line, code).recorded:
+    for line in ctx.lines.missing_lines(record.id, record.total):
+        if record_stop(ctx, record.id, record.account, line, code, feed=False).recorded:
             filled += 1
     return filled
 
 
 def _finalize_locked(ctx: WorkerContext, batch_id: str) -> FinalizeResult:
     record = ctx.state.get_record(batch_id)
-    assert record is not None
-    total = int(record.get("total", 0))
+    if record is None:
+        return FinalizeResult("", False)
+    total = record.total
     counts = ctx.state.counts(batch_id)
     done = counts.get("completed", 0) + counts.get("failed", 0)
-    code = stop_code(record)
+    code = record.stop_code()
     if done < total and code:
-        fill_unsent(ctx, batch_id, record, code)
+        fill_unsent(ctx, record, code)
         counts = ctx.state.counts(batch_id)
         done = counts.get("completed", 0) + counts.get("failed", 0)
     if done < total:
-        return FinalizeResult(record["status"], False)  # lines still running (or leased): try again later
+        return FinalizeResult(record.status, False)  # lines still running (or leased): try again later
+    if ctx.lines.outcome_count(batch_id) < total:
+        # The counters say done but outcomes are gone (Redis lost the hash): the sweeper runs those lines again.
+        return FinalizeResult(record.status, False)
 
-    if record["status"] == "in_progress":
+    if record.status == "in_progress":
         ctx.state.transition(batch_id, ["in_progress"], "finalizing")
     output_id, error_id = _write_files(ctx, batch_id, record, total)
     final = "cancelled" if code == "batch_cancelled" else "expired" if counts.get("expired", 0) else "completed"
-    cost = estimate_cost(ctx.settings, record.get("model"), counts)
+    cost = estimate_cost(ctx.settings, record.model, counts)
     ctx.state.set_fields(batch_id, output_file_id=output_id, error_file_id=error_id, estimated_cost=cost)
     ctx.state.transition(batch_id, ["in_progress", "finalizing", "cancelling"], final)
     on_batch_final(ctx.redis, ctx.settings.webhook_retry_period_s, batch_id, final)  # webhooks (issue 14)
@@ -106,20 +101,18 @@ def _finalize_locked(ctx: WorkerContext, batch_id: str) -> FinalizeResult:
     return FinalizeResult(final, True)
 
 
-def _write_files(
-    ctx: WorkerContext, batch_id: str, record: dict[str, Any], total: int
-) -> tuple[str | None, str | None]:
+def _write_files(ctx: WorkerContext, batch_id: str, record: BatchRecord, total: int) -> tuple[str | None, str | None]:
     """Stream outcomes into the two files; register the non-empty ones under ids derived from the batch."""
     output_id, error_id = derived_file_id(batch_id, "output"), derived_file_id(batch_id, "error")
     out_key, err_key = keys.storage_key(output_id), keys.storage_key(error_id)
     with ctx.store.writer(out_key) as out, ctx.store.writer(err_key) as err:
-        for _line, value in ctx.state.iter_outcomes(batch_id, total):
+        for _line, value in ctx.lines.iter_outcomes(batch_id, total):
             if value is None:
                 raise RuntimeError(f"batch {batch_id}: an outcome vanished during finalize")
             target = out if json.loads(value).get("error") is None else err
             target.write(value + b"\n")
         out_bytes, err_bytes = out.bytes_written, err.bytes_written
-    account = record["account"]
+    account = record.account
     registered: list[str | None] = []
     for file_id, key, size, suffix in (
         (output_id, out_key, out_bytes, "output"),
@@ -136,8 +129,8 @@ def _write_files(
             purpose="batch_output",
             size=size,
             storage_key=key,
-            expires_after_s=int(
-                record.get("output_expires_after_s") or ctx.settings.output_expires_after_s
+            expires_after_s=output_expiry_s(
+                record.output_expires_after, ctx.settings.output_expires_after_s
             ),  # issue 14
         )
         registered.append(file_id)

@@ -1,112 +1,93 @@
-"""Intake: stream the input file from the store, validate every line, and record what the fan-out needs.
+"""Intake: stream the input file from the store, validate every line, and start feeding the batch.
 
 The index of request lines (byte offset, length, physical line number) goes to Redis, so each request task
-reads only its own line from the store and broker messages stay a few hundred bytes whatever the file size.
+reads only its own line (through the block cache) and broker messages stay a few hundred bytes whatever the file
+size. The batch then goes on the schedule, which hands its lines to the broker a window at a time.
 """
 
 from __future__ import annotations
 
 import logging
-import struct
-from collections.abc import Iterable
 
 from batchq import keys
 from batchq.pipeline.context import WorkerContext
+from batchq.state import BatchRecord, pack_index
 from batchq.storage import ObjectNotFoundError
 from batchq.validation import FileValidator, LineError, ValidationResult
 from batchq.webhooks.dispatch import on_batch_final
 
 log = logging.getLogger(__name__)
 
-#: One index entry: offset (8 bytes), length (4), 1-based physical line number (4).
-INDEX_ENTRY = struct.Struct(">QII")
 
+def run_intake(ctx: WorkerContext, batch_id: str) -> list[tuple[str, int]]:
+    """Validate the batch's input and put it on the schedule. Returns the lines to hand to the broker now.
 
-def pack_index(entries: Iterable[tuple[int, int, int]]) -> bytes:
-    """Pack (line_no, offset, length) entries, as FileValidator reports them."""
-    return b"".join(INDEX_ENTRY.pack(offset, length, line_no) for line_no, offset, length in entries)
-
-
-def read_index_entry(ctx: WorkerContext, batch_id: str, line: int) -> tuple[int, int, int] | None:
-    """(offset, length, line_no) of request ``line`` (0-based), or None if the index is gone."""
-    start = line * INDEX_ENTRY.size
-    raw = ctx.redis.getrange(keys.batch_index(batch_id), start, start + INDEX_ENTRY.size - 1)  # type: ignore[no-untyped-call]
-    if len(raw) != INDEX_ENTRY.size:
-        return None
-    offset, length, line_no = INDEX_ENTRY.unpack(raw)
-    return int(offset), int(length), int(line_no)
-
-
-def run_intake(ctx: WorkerContext, batch_id: str) -> int | None:
-    """Validate the batch's input. Returns the number of lines to fan out, or None when there is nothing to run.
-
-    Safe to run again (a redelivered intake): a batch already in progress is fanned out again, and the
-    per-line outcome script makes the repeats harmless.
+    Safe to run again (a redelivered intake, or the sweeper's after Redis lost the index): a batch in progress
+    is put back on the schedule, its index rebuilt if it is gone, and nothing already fed is fed twice.
     """
     record = ctx.state.get_record(batch_id)
     if record is None:
-        return None
-    status = record["status"]
-    if status == "in_progress":
-        return int(record.get("total", 0))
-    if status == "cancelling":
+        return []
+    if record.status == "in_progress":
+        if not ctx.lines.has_index(batch_id):
+            result = _validate(ctx, record)
+            if result is not None and result.ok:
+                ctx.redis.set(keys.batch_index(batch_id), pack_index(result.index), ex=ctx.settings.scratch_ttl_s)
+                log.warning("batch %s: its line index was gone from Redis; rebuilt it", batch_id)
+        return schedule_batch(ctx, record)
+    if record.status == "cancelling":
         ctx.state.transition(batch_id, ["cancelling"], "cancelled")
         on_batch_final(ctx.redis, ctx.settings.webhook_retry_period_s, batch_id, "cancelled")  # webhooks (issue 14)
-        return None
-    if status != "validating":
-        return None
+        return []
+    if record.status != "validating":
+        return []
+    result = _validate(ctx, record)
+    if result is None:
+        return []
+    if not result.ok:
+        _fail(ctx, batch_id, result.errors)
+        log.info("batch %s failed validation: %d errors", batch_id, result.error_count)
+        return []
+    ctx.redis.set(keys.batch_index(batch_id), pack_index(result.index), ex=ctx.settings.scratch_ttl_s)
+    if not ctx.state.start(batch_id, result.total, result.model):
+        # Cancelled while we validated: nothing was counted, nothing runs; it ends cancelled with total 0.
+        ctx.state.transition(batch_id, ["cancelling"], "cancelled")
+        on_batch_final(ctx.redis, ctx.settings.webhook_retry_period_s, batch_id, "cancelled")  # webhooks (issue 14)
+        return []
+    if ctx.state.transition(batch_id, ["validating"], "in_progress") is None:
+        return []  # cancelled just now: the sweeper gives every line its batch_cancelled outcome and ends it
+    log.info("batch %s validated: %d requests, model %s", batch_id, result.total, result.model)
+    started = ctx.state.get_record(batch_id)
+    return schedule_batch(ctx, started) if started is not None else []
 
-    file_record = ctx.files.record(record["input_file_id"])
+
+def _validate(ctx: WorkerContext, record: BatchRecord) -> ValidationResult | None:
+    """The validation result, or None after failing the batch because its input is gone."""
+    file_record = ctx.files.record(record.input_file_id)
     if file_record is None:
-        _fail(
-            ctx,
-            batch_id,
-            [
-                LineError(
-                    "invalid_request", f"Input file {record['input_file_id']} no longer exists.", None, "input_file_id"
-                )
-            ],
-        )
+        message = f"Input file {record.input_file_id} no longer exists."
+        _fail(ctx, record.id, [LineError("invalid_request", message, None, "input_file_id")])
         return None
-    validator = FileValidator(record["endpoint"], ctx.validation_limits())
+    validator = FileValidator(record.endpoint, ctx.validation_limits())
     try:
         for chunk in ctx.store.iter_chunks(file_record["storage_key"]):
             validator.feed(chunk)
     except ObjectNotFoundError:
-        _fail(
-            ctx,
-            batch_id,
-            [LineError("invalid_request", "The input file's content is missing from storage.", None, "input_file_id")],
-        )
+        message = "The input file's content is missing from storage."
+        _fail(ctx, record.id, [LineError("invalid_request", message, None, "input_file_id")])
         return None
     result = validator.finish()
-    if not result.ok:
-        _fail(ctx, batch_id, result.errors)
-        log.info("batch %s failed validation: %d errors", batch_id, result.error_count)
-        return None
-    _start(ctx, batch_id, file_record["storage_key"], result)
-    if ctx.state.transition(batch_id, ["validating"], "in_progress") is None:
-        # Cancelled while we validated: nothing runs; finalize ends it as cancelled with every line accounted for.
-        current = ctx.state.get_record(batch_id) or {}
-        if current.get("status") != "cancelling":
-            return None
-    log.info("batch %s validated: %d requests, model %s", batch_id, result.total, result.model)
-    return result.total
+    if result.ok:
+        ctx.state.set_fields(record.id, input_storage_key=file_record["storage_key"])
+    return result
 
 
-def _start(ctx: WorkerContext, batch_id: str, storage_key: str, result: ValidationResult) -> None:
-    ttl = ctx.settings.scratch_ttl_s
-    with ctx.redis.pipeline() as pipe:
-        pipe.set(keys.batch_index(batch_id), pack_index(result.index), ex=ttl)
-        pipe.hset(
-            keys.batch_record(batch_id),
-            mapping={
-                "total": result.total,
-                "input_storage_key": storage_key,
-                **({"model": result.model} if result.model else {}),
-            },
-        )
-        pipe.execute()
+def schedule_batch(ctx: WorkerContext, record: BatchRecord) -> list[tuple[str, int]]:
+    """Put the batch on the schedule (urgent in the last ``urgent_fraction`` of its window); feed what fits."""
+    window = max(record.expires_at - record.created_at, 0)
+    urgent_at = record.expires_at - int(window * ctx.settings.urgent_fraction)
+    ctx.schedule.add(record.id, record.account, urgent_at)
+    return ctx.schedule.feed()
 
 
 def _fail(ctx: WorkerContext, batch_id: str, errors: list[LineError]) -> None:

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
-from typing import Any
 
 from batchq.files import FileRegistry
 from batchq.keys import request_id
-from batchq.schemas import FINAL_STATUSES
-from batchq.state import BatchState
+from batchq.state import BatchRecord, LineState
 from batchq.storage import ObjectStore
 
 
@@ -26,27 +24,25 @@ def iter_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
         yield rest.rstrip(b"\r")
 
 
-def iter_results(store: ObjectStore, files: FileRegistry, state: BatchState, record: dict[str, Any]) -> Iterator[bytes]:
+def iter_results(store: ObjectStore, files: FileRegistry, lines: LineState, record: BatchRecord) -> Iterator[bytes]:
     """Every recorded result line of the batch, in input order."""
-    batch_id, total = record["id"], int(record.get("total", 0))
-    if record["status"] in FINAL_STATUSES and (record.get("output_file_id") or record.get("error_file_id")):
-        yield from _merge_files(store, files, record, total)
+    if record.is_final and (record.output_file_id or record.error_file_id):
+        yield from _merge_files(store, files, record, record.total)
         return
-    for _line, value in state.iter_outcomes(batch_id, total):
+    for _line, value in lines.iter_outcomes(record.id, record.total):
         if value is not None:
             yield value
 
 
-def _merge_files(store: ObjectStore, files: FileRegistry, record: dict[str, Any], total: int) -> Iterator[bytes]:
+def _merge_files(store: ObjectStore, files: FileRegistry, record: BatchRecord, total: int) -> Iterator[bytes]:
     """Merge the output and error files (each already in input order) by the lines' stable ``batch_req_`` ids."""
     streams = []
-    for name in ("output_file_id", "error_file_id"):
-        file_id = record.get(name)
+    for file_id in (record.output_file_id, record.error_file_id):
         file_record = files.record(file_id) if file_id else None
         streams.append(_peekable(iter_lines(store.iter_chunks(file_record["storage_key"]))) if file_record else None)
     heads: list[tuple[str, bytes] | None] = [next(s, None) if s else None for s in streams]
     for line in range(total):
-        rid = request_id(record["id"], line)
+        rid = request_id(record.id, line)
         for i, head in enumerate(heads):
             if head is not None and head[0] == rid:
                 yield head[1]

@@ -1,4 +1,4 @@
-"""Simulator bodies for ``/v1/responses`` and ``/v1/moderations`` (OpenAI's shapes, deterministic answers).
+"""Simulator bodies for ``/v1/responses`` and ``/v1/moderations``, and the dispatch over every endpoint.
 
 A responses answer echoes the input text in a Response object whose usage uses the Responses API names
 (``input_tokens`` / ``output_tokens``); a moderations answer flags nothing unless the text contains the
@@ -11,6 +11,7 @@ import secrets
 import time
 from typing import Any
 
+from batchq.sim import payloads
 from batchq.sim.payloads import ECHO_CHARS, JSONDict, Reply, content_text, error_body, estimate_tokens
 
 #: Endpoint kinds served here (``payloads`` serves chat, embeddings, completions).
@@ -47,8 +48,10 @@ def input_texts(raw: Any) -> list[str]:
     return texts
 
 
-def validate(kind: str, body: JSONDict, models: frozenset[str], completion_tokens: int) -> tuple[int, int]:
-    """Check a responses or moderations body; returns (prompt tokens, output tokens) or raises ``Reply``."""
+def validate(kind: str, body: Any, models: frozenset[str], completion_tokens: int) -> tuple[int, int]:
+    """Check a body for any endpoint (the server calls this); responses and moderations are checked here."""
+    if kind not in KINDS or not isinstance(body, dict):
+        return payloads.validate(kind, body, models, completion_tokens)
     model = body.get("model")
     if kind == "moderations" and model is None:
         model = DEFAULT_MODERATION_MODEL
@@ -72,7 +75,9 @@ def validate(kind: str, body: JSONDict, models: frozenset[str], completion_token
 
 
 def build_response(kind: str, body: JSONDict, prompt: int, completion: int) -> JSONDict:
-    """The success body for a request ``validate`` accepted."""
+    """The success body for a request ``validate`` accepted (any endpoint)."""
+    if kind not in KINDS:
+        return payloads.build_response(kind, body, prompt, completion)
     texts = input_texts(body["input"])
     if kind == "moderations":
         model = body.get("model") or DEFAULT_MODERATION_MODEL

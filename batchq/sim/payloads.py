@@ -105,8 +105,6 @@ def validate(kind: str, body: Any, models: frozenset[str], completion_tokens: in
     """
     if not isinstance(body, dict):
         raise _bad("The request body must be a JSON object.", None, "invalid_json")
-    if kind in more_payloads.KINDS:
-        return more_payloads.validate(kind, body, models, completion_tokens)
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise _bad("you must provide a model parameter", "model", "missing_required_parameter")
@@ -139,8 +137,6 @@ def validate(kind: str, body: Any, models: frozenset[str], completion_tokens: in
 
 def build_response(kind: str, body: JSONDict, prompt: int, completion: int) -> JSONDict:
     """The success body for a request ``validate`` accepted."""
-    if kind in more_payloads.KINDS:
-        return more_payloads.build_response(kind, body, prompt, completion)
     created, model = int(time.time()), body["model"]
     if kind == "embeddings":
         items = embedding_inputs(body["input"])
@@ -163,6 +159,3 @@ def build_response(kind: str, body: JSONDict, prompt: int, completion: int) -> J
         "id": "cmpl-" + secrets.token_hex(12), "object": "text_completion", "created": created,
         "model": model, "choices": [choice], "usage": usage,
     }  # fmt: skip
-
-
-from batchq.sim import more_payloads  # noqa: E402 - it imports this module's helpers

@@ -22,7 +22,8 @@ from typing import Any
 
 from aiohttp import web
 
-from batchq.sim.payloads import JSONDict, Reply, build_response, default_error, error_body, rate_limited, validate
+from batchq.sim.more_payloads import build_response, validate  # every endpoint; chat/embeddings/completions in payloads
+from batchq.sim.payloads import JSONDict, Reply, default_error, error_body, rate_limited
 
 #: Length of the sliding rate-limit window; only tests shorten it.
 DEFAULT_WINDOW_S = 60.0

@@ -154,6 +154,10 @@ class RouteTable:
                 seen.append(route)
         return tuple(seen)
 
+    def total_in_flight(self) -> int:
+        """The in-flight caps of every route added up (0 where a route has none: it counts as 64)."""
+        return sum(route.limits.max_in_flight or 64 for route in self.routes())
+
     def url_for(self, route: Route, line_url: str) -> str:
         """The full upstream URL of an input line's ``url``.
 

@@ -37,22 +37,25 @@ def configure_sim(sim: str, **config: Any) -> None:
     httpx.post(sim.removesuffix("/v1") + "/sim/config", json=config).raise_for_status()
 
 
-def submit(api: str, lines: list[dict[str, Any]], **extra: Any) -> str:
+def submit(api: str, lines: list[dict[str, Any]], headers: dict[str, str] | None = None, **extra: Any) -> str:
     file_id = httpx.post(
-        f"{api}/v1/files", files={"file": ("in.jsonl", to_jsonl(lines))}, data={"purpose": "batch"}
+        f"{api}/v1/files", files={"file": ("in.jsonl", to_jsonl(lines))}, data={"purpose": "batch"}, headers=headers
     ).json()["id"]
     r = httpx.post(
         f"{api}/v1/batches",
         json={"input_file_id": file_id, "endpoint": "/v1/chat/completions", "completion_window": "24h", **extra},
+        headers=headers,
     )
     assert r.status_code == 200, r.text
     return str(r.json()["id"])
 
 
-def wait_progress(api: str, batch_id: str, at_least: int, timeout: float = 120) -> dict[str, Any]:
+def wait_progress(
+    api: str, batch_id: str, at_least: int, timeout: float = 120, headers: dict[str, str] | None = None
+) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        batch = httpx.get(f"{api}/v1/batches/{batch_id}").json()
+        batch = httpx.get(f"{api}/v1/batches/{batch_id}", headers=headers).json()
         counts = batch["request_counts"]
         if counts["completed"] + counts["failed"] >= at_least or batch["status"] not in ("validating", "in_progress"):
             return dict(batch)
@@ -60,18 +63,15 @@ def wait_progress(api: str, batch_id: str, at_least: int, timeout: float = 120) 
     raise TimeoutError(f"batch {batch_id} did not reach {at_least} outcomes")
 
 
-def assert_exactly_once(api: str, batch: dict[str, Any], lines: list[dict[str, Any]]) -> tuple[list[Any], list[Any]]:
+def assert_exactly_once(
+    api: str, batch: dict[str, Any], lines: list[dict[str, Any]], headers: dict[str, str] | None = None
+) -> tuple[list[Any], list[Any]]:
     """Every input custom_id exactly once across the two files; counters equal to the files."""
-    output = (
-        parse_jsonl(httpx.get(f"{api}/v1/files/{batch['output_file_id']}/content").content)
-        if batch["output_file_id"]
-        else []
-    )
-    errors = (
-        parse_jsonl(httpx.get(f"{api}/v1/files/{batch['error_file_id']}/content").content)
-        if batch["error_file_id"]
-        else []
-    )
+
+    def content(file_id: str | None) -> list[Any]:
+        return parse_jsonl(httpx.get(f"{api}/v1/files/{file_id}/content", headers=headers).content) if file_id else []
+
+    output, errors = content(batch["output_file_id"]), content(batch["error_file_id"])
     seen = Counter(r["custom_id"] for r in output + errors)
     expected = {line["custom_id"] for line in lines}
     assert set(seen) == expected, f"missing {len(expected - set(seen))}, unexpected {len(set(seen) - expected)}"

@@ -1,4 +1,4 @@
-"""Tests for the batchq command line (batchq.cli) and its progress display (batchq._display)."""
+"""Tests for the batchq command line (batchq.cli) and its progress display (batchq.client.display)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from batchq import cli
-from batchq._display import ProgressDisplay, format_duration, progress_summary
 from batchq.client import Client
+from batchq.client.display import ProgressDisplay, format_duration, progress_summary
 from batchq.schemas import Batch
 from tests.unit.test_client import MODEL, FakeServer, error_response
 

@@ -1,15 +1,16 @@
-"""Tests for the Python client (batchq.client, batchq.async_client, batchq._http, batchq._payloads) and the
+"""Tests for the Python client (the batchq.client package: sync and async clients, retries, uploads) and the
 module-level functions of batchq, against an in-memory server behind httpx.MockTransport."""
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import io
 import json
 import re
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +18,10 @@ import httpx
 import pytest
 
 import batchq
-from batchq import _http
 from batchq.client import Client
-from batchq.client_errors import (
+from batchq.client import lines as line_streams
+from batchq.client import retrying as _http
+from batchq.client.exceptions import (
     APIConnectionError,
     APIError,
     APITimeoutError,
@@ -33,6 +35,7 @@ from batchq.client_errors import (
     RateLimitError,
     WaitTimeoutError,
 )
+from batchq.client.uploads import FailedLines
 
 MODEL = "Llama-3.3-70B-Instruct"
 
@@ -296,7 +299,7 @@ def test_default_client_of_module_functions_reads_env(monkeypatch: pytest.Monkey
 def test_public_names() -> None:
     for name in batchq.__all__:
         assert getattr(batchq, name) is not None
-    assert batchq.NotFoundError.__module__ == "batchq.client_errors"
+    assert batchq.NotFoundError.__module__ == "batchq.client.exceptions"
     with pytest.raises(AttributeError):
         _ = batchq.no_such_name  # type: ignore[attr-defined]
 
@@ -448,10 +451,10 @@ def test_results_of_running_batch_is_a_conflict(client: Client, server: FakeServ
 def test_line_stream_splits_on_newlines_only() -> None:
     chunks = [b'{"a": "x\xe2\x80', b'\xa8y"}\r\n\n{"b"', b": 2}\n{", b'"c": 3}']
     response = httpx.Response(200, stream=httpx.ByteStream(b"".join(chunks)))
-    splitter = _http._LineSplitter()
+    splitter = line_streams._LineSplitter()
     lines = [line for chunk in chunks for line in splitter.feed(chunk)] + splitter.flush()
     assert lines == ['{"a": "x\u2028y"}'.encode(), b"", b'{"b": 2}', b'{"c": 3}']
-    stream = _http.LineStream(response, lambda line: line)
+    stream = line_streams.LineStream(response, lambda line: line)
     assert list(stream) == ['{"a": "x\u2028y"}', "", '{"b": 2}', '{"c": 3}']
 
 
@@ -775,6 +778,59 @@ def test_retry_failed_without_error_file(client: Client, server: FakeServer) -> 
         client.batches.retry_failed(batch["id"])
 
 
+def _retry_setup(server: FakeServer) -> tuple[str, str, list[bytes]]:
+    """A batch whose error file names 40 of its 50 input lines, and that error file's lines."""
+    inputs = [json.dumps({"custom_id": f"r{i}", "body": {"model": MODEL}}) for i in range(50)]
+    input_id = server.add_file(("\n".join(inputs) + "\n").encode())
+    errors = [json.dumps({"custom_id": f"r{i}", "error": {"code": "e"}}).encode() + b"\n" for i in range(40)]
+    error_id = server.add_file(b"".join(errors), "batch_output", "err.jsonl")
+    return server.add_batch(input_id, status="completed", error_file_id=error_id)["id"], error_id, errors
+
+
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+def test_retry_failed_streams_the_error_file(flavour: str, server: FakeServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given an error file served one line per chunk, counting the chunks sent
+    batch_id, error_id, errors = _retry_setup(server)
+    served: list[int] = []
+    noted_after: list[int] = []
+    note_error = FailedLines.note_error
+
+    def noting(self: FailedLines, line: str) -> None:
+        noted_after.append(len(served))
+        note_error(self, line)
+
+    monkeypatch.setattr(FailedLines, "note_error", noting)
+
+    def chunks() -> Iterator[bytes]:
+        for line in errors:
+            served.append(1)
+            yield line
+
+    async def async_chunks() -> AsyncIterator[bytes]:
+        for line in chunks():
+            yield line
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == f"/v1/files/{error_id}/content":
+            return httpx.Response(200, content=chunks() if flavour == "sync" else async_chunks())
+        return server(request)
+
+    # When either client retries the failures
+    if flavour == "sync":
+        with Client("http://t", transport=httpx.MockTransport(handler)) as sync_client:
+            new = sync_client.batches.retry_failed(batch_id)
+    else:
+
+        async def retry() -> batchq.Batch:
+            async with batchq.AsyncClient("http://t", transport=httpx.MockTransport(handler)) as async_client:
+                return await async_client.batches.retry_failed(batch_id)
+
+        new = asyncio.run(retry())
+    # Then each error line was handled as it arrived, not after the whole file, and the 40 lines were resubmitted
+    assert noted_after == list(range(1, 41))
+    assert len(server.contents[new.input_file_id].splitlines()) == 40
+
+
 # --- async client ----------------------------------------------------------------------------------------------
 
 
@@ -805,3 +861,19 @@ def test_async_client_mirrors_the_sync_one(server: FakeServer, tmp_path: Path) -
 
     asyncio.run(scenario())
     assert sleeps == [1.0, 3]
+
+
+def test_sync_and_async_methods_are_one_operation(server: FakeServer) -> None:
+    sync_client = Client("http://t", transport=httpx.MockTransport(server))
+    async_client = batchq.AsyncClient("http://t", transport=httpx.MockTransport(server))
+    for resource in ("files", "batches"):
+        for name in ("create", "retrieve", "list", "delete"):
+            sync_method = getattr(getattr(sync_client, resource), name)
+            async_method = getattr(getattr(async_client, resource), name)
+            assert inspect.signature(sync_method) == inspect.signature(async_method)
+            assert sync_method.__doc__ == async_method.__doc__ and sync_method.__name__ == name
+            assert inspect.iscoroutinefunction(async_method) and not inspect.iscoroutinefunction(sync_method)
+    assert "idempotency_key" in inspect.signature(sync_client.batches.create).parameters
+    assert list(inspect.signature(sync_client.batches.wait).parameters)[0] == "batch_id"
+    sync_client.close()
+    asyncio.run(async_client.aclose())

@@ -106,3 +106,31 @@ def test_next_delay_prefers_retry_after_capped() -> None:
 def test_next_delay_falls_back_to_backoff() -> None:
     for headers in (None, {}, {"retry-after": "junk"}):
         assert 0 <= next_delay(4, headers, base_s=0.5, max_s=30) <= 4.0
+
+
+def test_callers_may_choose_their_statuses() -> None:
+    # Given the client's choice: no status is beyond x-should-retry, and 409 is not retried by default
+    client = {"retryable": frozenset({408, 429, 500, 503}), "never": frozenset[int]()}
+    assert is_retryable_status(400, {"x-should-retry": "true"}, **client)
+    assert not is_retryable_status(400, {"x-should-retry": "true"})
+    assert not is_retryable_status(409, **client) and is_retryable_status(409)
+    assert is_retryable_status(503, **client) and not is_retryable_status(503, {"x-should-retry": "false"}, **client)
+
+
+def test_partial_jitter_keeps_the_top_of_the_range() -> None:
+    rng = random.Random(7)
+    values = [backoff_delay(2, base_s=0.5, max_s=8, rng=rng, jitter=0.25) for _ in range(2000)]
+    assert all(0.75 <= v <= 1.0 for v in values)
+    assert min(values) < 0.76 and max(values) > 0.99
+    assert [backoff_delay(3, base_s=1, max_s=8, jitter=0.0) for _ in range(3)] == [4.0, 4.0, 4.0]
+
+
+def test_next_delay_can_ignore_a_too_long_retry_after() -> None:
+    def delay(attempt: int, headers: dict[str, str] | None) -> float:
+        return next_delay(
+            attempt, headers, base_s=0.5, max_s=8.0, max_retry_after_s=60.0, too_long="ignore", jitter=0.25
+        )
+
+    assert delay(1, {"retry-after": "60"}) == 60.0
+    assert 0.375 <= delay(1, {"retry-after": "3600"}) <= 0.5
+    assert 0.75 <= delay(2, None) <= 1.0

@@ -15,10 +15,11 @@ from batchq.api.deps import AccountDep, ServicesDep
 from batchq.api.params import list_limit
 from batchq.broker import INTAKE_TASK
 from batchq.errors import ConflictError, InvalidRequestError, NotFoundError, RateLimitError
-from batchq.expiration import parse_batch_output_expiry
+from batchq.expiration import output_expiry_field, parse_batch_output_expiry
 from batchq.keys import new_batch_id
 from batchq.pipeline.results import iter_results
 from batchq.schemas import FINAL_STATUSES, Batch, BatchList
+from batchq.state import LineState
 
 router = APIRouter(prefix="/batches", tags=["batches"])
 
@@ -76,7 +77,7 @@ async def create_batch(request: Request, services: ServicesDep, account: Account
             "metadata": params.metadata,
             "total": 0,
             "timeout_minutes": params.timeout_minutes,
-            "output_expires_after_s": output_expires_after_s,  # issue 14 (None: BATCHQ_OUTPUT_EXPIRES_AFTER_S)
+            "output_expires_after": output_expiry_field(output_expires_after_s),  # issue 14
         },
         services.settings.max_active_batches,
     )
@@ -142,7 +143,7 @@ def read_batch_results(
         )
     record = services.state.get_record(batch_id)
     assert record is not None
-    lines = iter_results(services.store, services.files, services.state, record)
+    lines = iter_results(services.store, services.files, LineState(services.state.redis), record)
     return StreamingResponse((line + b"\n" for line in lines), media_type="application/x-ndjson")
 
 

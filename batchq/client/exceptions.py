@@ -14,7 +14,7 @@
     ├── BatchFailedError             wait(..., raise_on_failed=True) saw the batch end ``failed``
     └── WaitTimeoutError             wait(..., timeout=...) ran out before the batch ended
 
-These are the client's own classes; the server's live in :mod:`batchq.errors`.
+These are the client's own classes (``batchq.NotFoundError`` is this one); the server's live in :mod:`batchq.errors`.
 """
 
 from __future__ import annotations
@@ -207,3 +207,10 @@ def error_from_response(response: httpx.Response) -> APIError:
         type=_str_or_none(error.get("type")),
         response=response,
     )
+
+
+def connection_error(exc: httpx.TransportError) -> APIConnectionError:
+    """The client's error for a transport failure: :class:`APITimeoutError` for a timeout."""
+    if isinstance(exc, httpx.TimeoutException):
+        return APITimeoutError(f"Request timed out: {exc}")
+    return APIConnectionError(f"Connection error: {exc}")

@@ -1,4 +1,4 @@
-"""What the sync and async clients share: request files, URL paths, request bodies, list pages.
+"""The files the client uploads: request files (the model filled in where lines lack one) and the retry of failures.
 
 Request files are prepared line by line into a temporary file on disk, so a large input is never held twice in memory.
 """
@@ -9,44 +9,23 @@ import io
 import json
 import os
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import ExitStack
 from pathlib import Path
-from typing import IO, Any, Generic, Literal, TypeVar
-from urllib.parse import quote
+from typing import IO, Any
 
-import httpx
-from pydantic import BaseModel
-
-from batchq._http import DEFAULT_CONNECT_TIMEOUT_S, FilesFactory
-from batchq.schemas import Batch
-
-T = TypeVar("T")
+from batchq.client.retrying import FilesFactory
 
 #: What ``files.create(file=...)`` accepts: a path, bytes, a binary file object, or ``(filename, bytes | file)``.
 FileInput = str | os.PathLike[str] | bytes | IO[bytes] | tuple[str, bytes | IO[bytes]]
 #: What ``submit`` accepts: JSONL text (str or bytes), a path to a JSONL file, or the request dicts themselves.
 RequestsInput = str | bytes | os.PathLike[str] | Iterable[Mapping[str, Any]]
-#: Called with the batch after each poll of ``wait``.
-OnUpdate = Callable[[Batch], None]
 
-#: Endpoint of a batch when none is given.
-DEFAULT_ENDPOINT = "/v1/chat/completions"
-#: Seconds between two polls of ``wait``.
-DEFAULT_POLL_INTERVAL_S = 2.0
 JSONL_CONTENT_TYPE = "application/jsonl"
 #: Filename of an upload given as a nameless file object.
 DEFAULT_UPLOAD_NAME = "upload.jsonl"
 #: Filename of requests given as text or dicts.
 DEFAULT_REQUESTS_NAME = "requests.jsonl"
-
-
-class BatchDeleted(BaseModel):
-    """Answer of ``DELETE /v1/batches/{id}``: the batch, its files and outputs are gone."""
-
-    id: str
-    object: Literal["batch.deleted"] = "batch.deleted"
-    deleted: bool
 
 
 # --- request files --------------------------------------------------------------------------------------------
@@ -211,148 +190,27 @@ def _json_object(line: str) -> dict[str, Any] | None:
     return obj if isinstance(obj, dict) else None
 
 
-def batch_path(batch_id: str, suffix: str = "") -> str:
-    return f"/batches/{quote(batch_id, safe='')}{suffix}"
+class FailedLines:
+    """The input lines whose custom_id an error file names, gathered into a file for the retry batch.
 
-
-def file_path(file_id: str, suffix: str = "") -> str:
-    return f"/files/{quote(file_id, safe='')}{suffix}"
-
-
-def json_line(line: str) -> dict[str, Any] | None:
-    return json.loads(line) if line.strip() else None
-
-
-def create_body(
-    input_file_id: str,
-    endpoint: str,
-    completion_window: str,
-    metadata: Mapping[str, str] | None,
-    timeout_minutes: int | None,
-) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "input_file_id": input_file_id,
-        "endpoint": endpoint,
-        "completion_window": completion_window,
-    }
-    if metadata is not None:
-        body["metadata"] = dict(metadata)
-    if timeout_minutes is not None:
-        body["timeout_minutes"] = timeout_minutes
-    return body
-
-
-def to_timeout(timeout: float | httpx.Timeout) -> httpx.Timeout:
-    if isinstance(timeout, httpx.Timeout):
-        return timeout
-    return httpx.Timeout(timeout, connect=min(timeout, DEFAULT_CONNECT_TIMEOUT_S))
-
-
-# --- pages ------------------------------------------------------------------------------------------------------
-
-
-class SyncPage(Generic[T]):
-    """One page of a list (``data``, ``has_more``, ``first_id``, ``last_id``); iterating it walks every page.
+    Feed every error line to :meth:`note_error` first, then every input line, in order, to :meth:`offer`.
 
     Args:
-        data: The items of this page.
-        has_more: Whether the server holds more items after ``last_id``.
-        first_id: Id of the first item, if any.
-        last_id: Id of the last item, if any.
-        fetch: Fetches the page after a given id (None: this page is the last).
+        out: Receives the chosen lines (a temporary file).
     """
 
-    def __init__(
-        self,
-        data: list[T],
-        *,
-        has_more: bool,
-        first_id: str | None = None,
-        last_id: str | None = None,
-        fetch: Callable[[str], SyncPage[T]] | None = None,
-    ) -> None:
-        self.data = data
-        self.has_more = has_more
-        self.first_id = first_id
-        self.last_id = last_id
-        self._fetch = fetch
+    def __init__(self, out: IO[bytes]) -> None:
+        self.failed: set[str] = set()
+        self.selected = 0
+        self._out = out
+        self._number = 0
 
-    def has_next_page(self) -> bool:
-        return self.has_more and bool(self.data) and self._fetch is not None
+    def note_error(self, line: str) -> None:
+        self.failed |= failed_custom_ids((line,))
 
-    def get_next_page(self) -> SyncPage[T]:
-        """Fetch the next page.
-
-        Raises:
-            StopIteration: There is no next page.
-        """
-        if not self.has_next_page() or self._fetch is None:
-            raise StopIteration("no next page")
-        return self._fetch(self.last_id or _item_id(self.data[-1]))
-
-    def auto_paging_iter(self) -> Iterator[T]:
-        """Every item of this page and of the pages after it, fetched as needed."""
-        page = self
-        while True:
-            yield from page.data
-            if not page.has_next_page():
-                return
-            page = page.get_next_page()
-
-    def __iter__(self) -> Iterator[T]:
-        return self.auto_paging_iter()
-
-    def __repr__(self) -> str:
-        return f"SyncPage(data=<{len(self.data)} items>, has_more={self.has_more}, last_id={self.last_id!r})"
-
-
-class AsyncPage(Generic[T]):
-    """The asyncio twin of :class:`SyncPage`: ``async for`` walks every page; ``fetch`` is awaited."""
-
-    def __init__(
-        self,
-        data: list[T],
-        *,
-        has_more: bool,
-        first_id: str | None = None,
-        last_id: str | None = None,
-        fetch: Callable[[str], Awaitable[AsyncPage[T]]] | None = None,
-    ) -> None:
-        self.data = data
-        self.has_more = has_more
-        self.first_id = first_id
-        self.last_id = last_id
-        self._fetch = fetch
-
-    def has_next_page(self) -> bool:
-        return self.has_more and bool(self.data) and self._fetch is not None
-
-    async def get_next_page(self) -> AsyncPage[T]:
-        """Fetch the next page.
-
-        Raises:
-            StopAsyncIteration: There is no next page.
-        """
-        if not self.has_next_page() or self._fetch is None:
-            raise StopAsyncIteration("no next page")
-        return await self._fetch(self.last_id or _item_id(self.data[-1]))
-
-    async def auto_paging_iter(self) -> AsyncIterator[T]:
-        """Every item of this page and of the pages after it, fetched as needed."""
-        page = self
-        while True:
-            for item in page.data:
-                yield item
-            if not page.has_next_page():
-                return
-            page = await page.get_next_page()
-
-    def __aiter__(self) -> AsyncIterator[T]:
-        return self.auto_paging_iter()
-
-
-def _item_id(item: object) -> str:
-    item_id = getattr(item, "id", None)
-    if not isinstance(item_id, str):
-        raise TypeError(f"cannot page after an item without an id: {item!r}")
-    return item_id
+    def offer(self, line: str) -> None:
+        """The next input line (blank lines count, as the server numbers lines)."""
+        self._number += 1
+        if (chosen := select_line(line, self._number, self.failed)) is not None:
+            self._out.write(chosen)
+            self.selected += 1

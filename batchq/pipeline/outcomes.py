@@ -1,0 +1,126 @@
+"""The one way a line's outcome is written: the output-line JSON, recorded once, with the counters, the metrics,
+the limiter's slot and the feeding window, in one round trip that also picks the lines to feed next.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from batchq import keys
+from batchq.pipeline.context import WorkerContext
+from batchq.schemas import output_line
+from batchq.state import Usage, placeholder_custom_id
+from batchq.storage import ObjectNotFoundError
+from batchq.upstream import UpstreamAnswer, UpstreamFailure
+from batchq.validation import normalize_line
+
+#: Messages of the outcomes batchq writes itself.
+STOP_MESSAGES = {
+    "batch_cancelled": "This request was not executed because the batch was cancelled.",
+    "batch_expired": "This request could not be executed before the completion window expired.",
+}
+STOP_COUNTERS = {"batch_cancelled": "cancelled", "batch_expired": "expired"}
+#: Lines a recorded outcome feeds at most: its own place, plus one to close a gap the window may have.
+FEED_PER_OUTCOME = 2
+
+
+@dataclass(frozen=True)
+class Done:
+    """The line has an outcome (this call's, or an earlier one's)."""
+
+    recorded: bool
+    batch_done: bool
+    next_lines: list[tuple[str, int]] = field(default_factory=list)
+    """Lines the scheduler picked to hand to the broker now (this outcome freed their place)."""
+
+
+def record(
+    ctx: WorkerContext,
+    batch_id: str,
+    account: str,
+    line: int,
+    custom_id: str,
+    answer: UpstreamAnswer | None,
+    error: dict[str, str] | None,
+    *,
+    metric: str,
+    extra_counter: str = "",
+    usage: Usage | None = None,
+    feed: bool = True,
+) -> Done:
+    outcome = output_line(
+        request_id=keys.request_id(batch_id, line),
+        custom_id=custom_id,
+        status_code=answer.status_code if answer else None,
+        upstream_request_id=answer.request_id if answer else None,
+        body=answer.body if answer else None,
+        error=error,
+    )
+    with ctx.redis.pipeline(transaction=False) as pipe:
+        ctx.lines.record_on(
+            pipe,
+            batch_id,
+            account,
+            line,
+            outcome,
+            success=error is None,
+            metric=metric,
+            extra_counter=extra_counter,
+            usage=usage,
+        )
+        if feed:
+            ctx.schedule.feed_on(pipe, FEED_PER_OUTCOME)
+        replies = pipe.execute()
+    ctx.leases.drop(batch_id, line)
+    result = ctx.lines.recorded(replies[0])
+    picked = ctx.schedule.picked(replies[1]) if feed else []
+    return Done(result.recorded, result.batch_done, picked)
+
+
+def record_success(
+    ctx: WorkerContext, batch_id: str, account: str, line: int, custom_id: str, answer: UpstreamAnswer, usage: Usage
+) -> Done:
+    return record(ctx, batch_id, account, line, custom_id, answer, None, metric="succeeded", usage=usage)
+
+
+def record_failure(
+    ctx: WorkerContext, batch_id: str, account: str, line: int, custom_id: str, code: str, message: str
+) -> Done:
+    return record(ctx, batch_id, account, line, custom_id, None, {"code": code, "message": message}, metric=code)
+
+
+def record_last_answer(
+    ctx: WorkerContext,
+    batch_id: str,
+    account: str,
+    line: int,
+    custom_id: str,
+    answer: UpstreamAnswer | UpstreamFailure,
+) -> Done:
+    """The last upstream answer of a line that ran out of attempts (or may not be retried) goes to the error file."""
+    if isinstance(answer, UpstreamFailure):
+        return record_failure(ctx, batch_id, account, line, custom_id, answer.code, answer.message)
+    error = {"code": answer.error_code(), "message": answer.error_message()}
+    return record(ctx, batch_id, account, line, custom_id, answer, error, metric="upstream_error")
+
+
+def record_stop(ctx: WorkerContext, batch_id: str, account: str, line: int, code: str, *, feed: bool = True) -> Done:
+    """Record ``batch_cancelled`` / ``batch_expired`` for a line that was not sent."""
+    custom_id = read_custom_id(ctx, batch_id, line)
+    error = {"code": code, "message": STOP_MESSAGES[code]}
+    return record(
+        ctx, batch_id, account, line, custom_id, None, error, metric=code, extra_counter=STOP_COUNTERS[code], feed=feed
+    )
+
+
+def read_custom_id(ctx: WorkerContext, batch_id: str, line: int) -> str:
+    """The custom_id of a line never sent, read from the input; a placeholder when the input is gone."""
+    record_ = ctx.state.get_record(batch_id)
+    entry = ctx.lines.index_entry(batch_id, line)
+    if entry is None or record_ is None or not record_.input_storage_key:
+        return placeholder_custom_id(line + 1)
+    try:
+        raw = ctx.inputs.read(record_.input_storage_key, entry)
+        return normalize_line(raw, entry.line_no, record_.endpoint).custom_id
+    except (ValueError, ObjectNotFoundError):
+        return placeholder_custom_id(entry.line_no)
