@@ -14,6 +14,7 @@ import pytest
 from openai import InvalidWebhookSignatureError, OpenAI
 from openai.types.webhooks import BatchCancelledWebhookEvent, BatchCompletedWebhookEvent
 
+import batchq
 from tests.e2e.conftest import StackFactory
 from tests.stack import Stack, chat_lines, parse_jsonl, to_jsonl, wait_final
 from tests.webhook_receiver import Received, Receiver
@@ -78,6 +79,10 @@ def test_completed_and_cancelled_batches_are_pushed_and_verify(stack: Stack, rec
     time.sleep(1)
     got = receiver.snapshot()
     events = [client.webhooks.unwrap(r.body, r.headers, secret=endpoint["secret"]) for r in got]
+    assert {batchq.verify_webhook(r.body, r.headers, endpoint["secret"])["type"] for r in got} == {
+        "batch.completed",
+        "batch.cancelled",
+    }
     assert len(events) == 2
     by_type = {type(e): e for e in events}
     assert by_type[BatchCompletedWebhookEvent].data.id == done
