@@ -61,6 +61,8 @@ class Settings(BaseSettings):
     # --- upstream calls -------------------------------------------------------------------------
     rate_limit_rpm: int = 0
     rate_limit_tpm: int = 0
+    rate_limit_burst: int = 1
+    """Requests beyond the per-second share (rpm / 60) that may go in any one second; see docs/ratelimit.md."""
     max_in_flight: int = 64
     max_attempts: int = 6
     upstream_connect_timeout_s: float = 10.0
@@ -89,7 +91,6 @@ class Settings(BaseSettings):
     """A line handed to the broker but never claimed, in a batch with no progress this long, is sent again."""
     lease_s: float = 30.0
     """A line's lease: renewed every third of it while its call runs, so a dead worker's lines return this soon."""
-    lease_margin_s: float = 30.0
     scratch_ttl_s: int = 7 * 24 * 3600
     """Per-batch scratch keys live at most this long (a safety net; finalize drops them sooner)."""
     result_ttl_after_final_s: int = 3600
@@ -125,6 +126,13 @@ class Settings(BaseSettings):
     # --- API ----------------------------------------------------------------------------------
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+
+    @field_validator("rate_limit_burst")
+    @classmethod
+    def _burst_not_negative(cls, v: int) -> int:
+        if v < 0:
+            raise ValueError("rate_limit_burst must be >= 0")
+        return v
 
     @field_validator("max_attempts")
     @classmethod

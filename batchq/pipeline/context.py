@@ -14,7 +14,7 @@ import redis
 from batchq.config import Settings
 from batchq.files import FileRegistry
 from batchq.pipeline.inputs import InputReader
-from batchq.pipeline.leases import LeaseKeeper
+from batchq.pipeline.leases import Heartbeat
 from batchq.ratelimit import RateLimiter
 from batchq.state import BatchState, LineState
 from batchq.state.schedule import Schedule
@@ -31,7 +31,7 @@ class WorkerContext:
     state: BatchState
     lines: LineState
     schedule: Schedule
-    leases: LeaseKeeper
+    leases: Heartbeat
     inputs: InputReader
     files: FileRegistry
     routes: RouteTable
@@ -47,7 +47,8 @@ class WorkerContext:
                     self.redis,
                     route.name,
                     route.limits,
-                    lease_s=self.settings.upstream_read_timeout_s + self.settings.lease_margin_s,
+                    lease_s=self.settings.lease_s,
+                    burst=self.settings.rate_limit_burst,
                 )
                 self._limiters[route.name] = limiter
             return limiter
@@ -102,7 +103,7 @@ def build_context(settings: Settings, concurrency: int = 64) -> WorkerContext:
             due_back_s=settings.requeue_after_s,
             weights=settings.account_weight_map(),
         ),
-        leases=LeaseKeeper(client, lines, settings.lease_s),
+        leases=Heartbeat(client, lines, settings.lease_s),
         inputs=InputReader(store, settings.input_cache_mb * 1024 * 1024),
         files=FileRegistry(client),
         routes=routes,

@@ -1,7 +1,8 @@
 """The heartbeat: one thread per worker process renews every lease the process holds, every third of a lease.
 
-A lease therefore says whether its holder is alive, however long the upstream takes: a killed worker's lines
-are free again ``lease_s`` after its last beat.
+Two kinds of lease say that their holder is alive: a line's (so a killed worker's lines go back to the queue
+within ``lease_s``) and a limiter grant's (so its in-flight slot comes back as fast). Both are renewed in one
+round trip per beat, whatever the number of calls, and however long the upstream takes.
 """
 
 from __future__ import annotations
@@ -12,61 +13,86 @@ import secrets
 import socket
 import threading
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import redis
 
+from batchq.ratelimit import Grant, RateLimiter
 from batchq.state import LineState
 
 log = logging.getLogger(__name__)
 
+#: Beats per lease: a renewal may fail (or come late) twice before the lease lapses.
+BEATS_PER_LEASE = 3
 
-class LeaseKeeper:
-    """The leases of this process, and the thread that keeps them alive."""
 
-    def __init__(self, client: redis.Redis[bytes], lines: LineState, lease_s: float) -> None:
+class Heartbeat:
+    """The leases of this process, and the daemon thread that keeps them alive (started on first use)."""
+
+    def __init__(
+        self, client: redis.Redis[bytes], lines: LineState, lease_s: float, *, interval_s: float | None = None
+    ) -> None:
         self.redis = client
         self.lines = lines
         self.lease_s = lease_s
+        self.interval_s = interval_s if interval_s is not None else lease_s / BEATS_PER_LEASE
         #: Unique per process (and per fork), so a renewal never touches another holder's lease.
         self.owner = f"{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(4)}"
-        self._held: dict[str, set[int]] = defaultdict(set)
+        self._lines: dict[str, set[int]] = defaultdict(set)
+        self._grants: dict[str, tuple[RateLimiter, Grant]] = {}
         self._lock = threading.Lock()
-        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
 
     def hold(self, batch_id: str, line: int) -> None:
         with self._lock:
-            self._held[batch_id].add(line)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._beat_forever, name="batchq-leases", daemon=True)
-                self._thread.start()
+            self._lines[batch_id].add(line)
+            self._start()
 
     def drop(self, batch_id: str, line: int) -> None:
         with self._lock:
-            lines = self._held.get(batch_id)
+            lines = self._lines.get(batch_id)
             if lines is not None:
                 lines.discard(line)
                 if not lines:
-                    del self._held[batch_id]
+                    del self._lines[batch_id]
 
-    def held(self) -> dict[str, list[int]]:
+    @contextmanager
+    def holding_grant(self, limiter: RateLimiter, grant: Grant) -> Iterator[Grant]:
+        """``with heartbeat.holding_grant(limiter, grant):`` keeps the grant's slot for the block's duration."""
         with self._lock:
-            return {batch: sorted(lines) for batch, lines in self._held.items()}
+            self._grants[grant.grant_id] = (limiter, grant)
+            self._start()
+        try:
+            yield grant
+        finally:
+            with self._lock:
+                self._grants.pop(grant.grant_id, None)
 
-    def beat(self) -> int:
-        """Renew every held lease in one round trip; returns how many batches it covered."""
-        held = self.held()
-        if not held:
-            return 0
+    def beat(self) -> None:
+        """Renew every held lease and grant once, in one round trip."""
+        with self._lock:
+            lines = {batch: sorted(held) for batch, held in self._lines.items()}
+            by_limiter: dict[int, tuple[RateLimiter, list[Grant]]] = {}
+            for limiter, grant in self._grants.values():
+                by_limiter.setdefault(id(limiter), (limiter, []))[1].append(grant)
+        if not lines and not by_limiter:
+            return
         with self.redis.pipeline(transaction=False) as pipe:
-            for batch_id, lines in held.items():
-                self.lines.renew_on(pipe, batch_id, self.owner, lines, self.lease_s)
+            for batch_id, held in lines.items():
+                self.lines.renew_on(pipe, batch_id, self.owner, held, self.lease_s)
+            for limiter, grants in by_limiter.values():
+                limiter.renew_on(pipe, grants)
             pipe.execute()
-        return len(held)
+
+    def _start(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._beat_forever, name="batchq-heartbeat", daemon=True)
+            self._thread.start()
 
     def _beat_forever(self) -> None:
         while True:
-            self._wake.wait(self.lease_s / 3)
+            threading.Event().wait(self.interval_s)
             try:
                 self.beat()
             except Exception:  # noqa: BLE001 - Redis away for a moment: the next beat comes well within the lease

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from batchq import keys
 from batchq.pipeline.context import WorkerContext
+from batchq.ratelimit import Grant, RateLimiter
 from batchq.schemas import output_line
 from batchq.state import Usage, placeholder_custom_id
 from batchq.storage import ObjectNotFoundError
@@ -22,6 +23,15 @@ STOP_MESSAGES = {
 STOP_COUNTERS = {"batch_cancelled": "cancelled", "batch_expired": "expired"}
 #: Lines a recorded outcome feeds at most: its own place, plus one to close a gap the window may have.
 FEED_PER_OUTCOME = 2
+
+
+@dataclass(frozen=True)
+class Slot:
+    """A limiter grant to give back in the outcome's round trip, with the tokens the call really used."""
+
+    limiter: RateLimiter
+    grant: Grant
+    tokens: int
 
 
 @dataclass(frozen=True)
@@ -47,6 +57,7 @@ def record(
     extra_counter: str = "",
     usage: Usage | None = None,
     feed: bool = True,
+    slot: Slot | None = None,
 ) -> Done:
     outcome = output_line(
         request_id=keys.request_id(batch_id, line),
@@ -70,6 +81,8 @@ def record(
         )
         if feed:
             ctx.schedule.feed_on(pipe, FEED_PER_OUTCOME)
+        if slot is not None:
+            slot.limiter.release_on(pipe, slot.grant, slot.tokens)
         replies = pipe.execute()
     ctx.leases.drop(batch_id, line)
     result = ctx.lines.recorded(replies[0])
@@ -78,9 +91,16 @@ def record(
 
 
 def record_success(
-    ctx: WorkerContext, batch_id: str, account: str, line: int, custom_id: str, answer: UpstreamAnswer, usage: Usage
+    ctx: WorkerContext,
+    batch_id: str,
+    account: str,
+    line: int,
+    custom_id: str,
+    answer: UpstreamAnswer,
+    usage: Usage,
+    slot: Slot | None = None,
 ) -> Done:
-    return record(ctx, batch_id, account, line, custom_id, answer, None, metric="succeeded", usage=usage)
+    return record(ctx, batch_id, account, line, custom_id, answer, None, metric="succeeded", usage=usage, slot=slot)
 
 
 def record_failure(

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 
 from batchq.pipeline.context import WorkerContext
-from batchq.pipeline.outcomes import Done, record_failure, record_last_answer, record_stop, record_success
+from batchq.pipeline.outcomes import Done, Slot, record_failure, record_last_answer, record_stop, record_success
 from batchq.ratelimit import Denied, estimate_tokens
 from batchq.retry import backoff_delay, is_retryable_status, next_delay
 from batchq.state import Claim, Usage, placeholder_custom_id
@@ -135,19 +135,22 @@ def _call_until_settled(
                 return record_stop(ctx, batch_id, account, line, stop_code)
         released = False
         try:
-            answer = ctx.upstream.post(
-                url, request.body, api_key=route.api_key, batch_id=batch_id, custom_id=request.custom_id
-            )
-            ok = isinstance(answer, UpstreamAnswer) and answer.ok
-            usage = Usage.from_body(answer.body) if ok and isinstance(answer, UpstreamAnswer) else Usage()
-            limiter.release(grant, usage.total_tokens if ok else 0)
+            with ctx.leases.holding_grant(limiter, grant):
+                answer = ctx.upstream.post(
+                    url, request.body, api_key=route.api_key, batch_id=batch_id, custom_id=request.custom_id
+                )
+            if isinstance(answer, UpstreamAnswer) and answer.ok:
+                usage = Usage.from_body(answer.body)
+                slot = Slot(limiter, grant, usage.total_tokens)
+                done = record_success(ctx, batch_id, account, line, request.custom_id, answer, usage, slot)
+                released = True  # in the same round trip as the outcome
+                return done
+            limiter.release(grant, 0)
             released = True
         finally:
             if not released:  # whatever went wrong, the in-flight slot goes back
                 limiter.release(grant, 0)
         if isinstance(answer, UpstreamAnswer):
-            if answer.ok:
-                return record_success(ctx, batch_id, account, line, request.custom_id, answer, usage)
             if answer.status_code == 429:
                 # Every worker pauses this route briefly; this request itself waits its Retry-After below.
                 limiter.cooldown(s.rate_limit_cooldown_s)

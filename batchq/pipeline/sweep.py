@@ -59,6 +59,8 @@ def sweep(ctx: WorkerContext, actions: SweepActions) -> SweepReport:
         except Exception:  # noqa: BLE001 - one bad batch must not stop the sweep of the others
             log.exception("sweep of batch %s failed", batch_id)
     ctx.schedule.set_queued(sum(queued.values()), queued)
+    for route in ctx.routes.routes():
+        ctx.limiter(route).reap()  # in-flight slots of dead holders on a route nobody is asking right now
     picked = ctx.schedule.feed()
     if picked:
         actions.send_lines(picked)

@@ -2,14 +2,15 @@
 
 It answers ``POST /v1/chat/completions``, ``/v1/embeddings`` and ``/v1/completions`` with well-formed,
 deterministic OpenAI responses (and ``GET /v1/models``), and misbehaves on request the way real providers do:
-it enforces RPM and TPM limits over a sliding window (429 with ``Retry-After`` and ``retry-after-ms``), injects
-5xx answers, spurious 429s, stalls (the client times out) and dropped connections, and fails chosen request
+it enforces RPM and TPM limits over a sliding window, and optionally requests per second (``--rps``, as an
+upstream that quantizes its limit does), with 429 + ``Retry-After`` and ``retry-after-ms``; it injects 5xx
+answers, spurious 429s, stalls (the client times out) and dropped connections, and fails chosen request
 lines deterministically through ``fail_rules`` matched against the ``X-Batchq-Custom-Id`` header the workers send.
 
 It also counts what it received, so tests can check what the workers did: ``GET /sim/stats`` reports totals and
-the largest number of requests seen in any window (proof that a rate limit held), and with ``?detail=1`` how
-many times each request line arrived. ``POST /sim/reset`` clears the counters and restores the command-line
-settings; ``POST /sim/config`` changes faults and limits at run time. ``GET /healthz`` answers 200.
+the largest number of requests seen in any window and in any second (proof that a rate limit held), and with
+``?detail=1`` how many times each request line arrived. ``POST /sim/reset`` clears the counters and restores the
+command-line settings; ``POST /sim/config`` changes faults and limits at run time. ``GET /healthz`` answers 200.
 
 Modules: ``payloads`` (validation and fake OpenAI bodies), ``server`` (state, fault logic, the aiohttp app).
 Built on aiohttp.web on one event loop (uvloop when installed): several thousand requests per second on two
@@ -52,6 +53,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--latency-ms", type=float, default=0.0, help="delay of every answer but 401/429")
     p.add_argument("--latency-jitter-ms", type=float, default=0.0, help="uniform +/- jitter on the latency")
     p.add_argument("--rpm", type=int, default=0, help="requests per minute, all received ones count (0 = no limit)")
+    p.add_argument("--rps", type=int, default=0, help="requests in any one second, all received count (0 = no limit)")
     p.add_argument("--tpm", type=int, default=0, help="tokens per minute of accepted requests (0 = no limit)")
     p.add_argument("--error-rate", type=float, default=0.0, help="fraction answered 500/502/503")
     p.add_argument("--rate-429", type=float, default=0.0, help="fraction answered 429 regardless of limits")

@@ -1,7 +1,7 @@
 """The simulator's state and request handling on aiohttp.web, plus the ``/sim`` control endpoints.
 
-A request to one of the three API endpoints goes through, in order: counting (``received``, the sliding window
-of arrivals, ``per_key``), auth (401), RPM (429), body (400/404), fail rules, one random draw that picks at most
+A request to one of the three API endpoints goes through, in order: counting (``received``, the sliding windows
+of arrivals, ``per_key``), auth (401), RPM and RPS (429), body (400/404), fail rules, one random draw that picks at most
 one fault (drop, stall, 429, 5xx, by their fractions), TPM (429), latency, and finally the 200 answer.
 Latency delays every answer except 401 and 429. Everything runs on one event loop, so no locks are needed.
 """
@@ -27,6 +27,8 @@ from batchq.sim.payloads import JSONDict, Reply, default_error, error_body, rate
 
 #: Length of the sliding rate-limit window; only tests shorten it.
 DEFAULT_WINDOW_S = 60.0
+#: Length of the window the per-second limit (``rps``) counts over: an upstream that quantizes its limit.
+RPS_WINDOW_S = 1.0
 #: How long a "timeout" fault holds the request before answering.
 DEFAULT_STALL_S = 3600.0
 #: Completion tokens a fake answer uses, before max_tokens caps it.
@@ -35,7 +37,7 @@ DEFAULT_COMPLETION_TOKENS = 16
 DEFAULT_MODEL = "batchq-sim"
 #: Settings ``POST /sim/config`` may change (also command-line flags), with the type each one is coerced to.
 TUNABLES: dict[str, type] = {
-    "latency_ms": float, "latency_jitter_ms": float, "rpm": int, "tpm": int, "error_rate": float,
+    "latency_ms": float, "latency_jitter_ms": float, "rpm": int, "rps": int, "tpm": int, "error_rate": float,
     "rate_429": float, "timeout_rate": float, "drop_rate": float, "stall_s": float, "completion_tokens": int,
     "window_s": float,
 }  # fmt: skip
@@ -71,6 +73,8 @@ class SimConfig:
     latency_ms: float = 0.0
     latency_jitter_ms: float = 0.0
     rpm: int = 0
+    rps: int = 0
+    """Requests in any one second (0 = no limit): 1,200 RPM enforced as 25 a second is ``rpm=1200, rps=25``."""
     tpm: int = 0
     error_rate: float = 0.0
     rate_429: float = 0.0
@@ -155,6 +159,7 @@ class SimStats:
     dropped: int = 0
     stalled: int = 0
     max_in_window: int = 0
+    max_in_second: int = 0
     max_tokens_in_window: int = 0
     in_flight: int = 0
     max_in_flight: int = 0
@@ -179,6 +184,7 @@ class Simulator:
         self.rules: list[FailRule] = []
         self.stats = SimStats(in_flight=in_flight, max_in_flight=in_flight)
         self.requests = SlidingWindow()
+        self.second = SlidingWindow()  # arrivals of the last RPS_WINDOW_S, for the per-second limit
         self.tokens = SlidingWindow()
         self.rng = random.Random(self.base.seed)
         self.jitter_rng = random.Random(self.base.seed)  # separate, so latency settings don't shift fault draws
@@ -204,6 +210,7 @@ class Simulator:
         out: JSONDict = {
             "received": st.received, "by_status": {str(k): v for k, v in sorted(st.by_status.items())},
             "dropped": st.dropped, "stalled": st.stalled, "max_in_window": st.max_in_window,
+            "max_in_second": st.max_in_second,
             "max_tokens_in_window": st.max_tokens_in_window, "in_flight": st.in_flight,
             "max_in_flight": st.max_in_flight, "first_at": st.first_at, "last_at": st.last_at,
             "latency_ms": cfg.latency_ms,
@@ -226,6 +233,8 @@ class Simulator:
         self.requests.prune(now, self.config.window_s)
         in_window = self.requests.add(now, 1)
         st.max_in_window = max(st.max_in_window, in_window)
+        self.second.prune(now, RPS_WINDOW_S)
+        st.max_in_second = max(st.max_in_second, self.second.add(now, 1))
         custom_id = request.headers.get("X-Batchq-Custom-Id")
         key: str | None = None
         if custom_id is not None:
@@ -264,6 +273,11 @@ class Simulator:
             # Rejected requests count too, so a retry is accepted once this one and one more have left the window.
             wait = self.requests.wait_s(now, cfg.window_s, in_window + 1 - cfg.rpm)
             raise rate_limited("requests", f"requests per min (RPM): Limit {cfg.rpm}", wait)
+        in_second = self.second.total
+        if cfg.rps and in_second > cfg.rps:
+            # As for RPM, rejected requests count: the retry fits once enough arrivals have left the second.
+            wait = self.second.wait_s(now, RPS_WINDOW_S, in_second + 1 - cfg.rps)
+            raise rate_limited("requests", f"requests per second (RPS): Limit {cfg.rps}", wait)
         delay = cfg.latency_ms / 1000.0
         if cfg.latency_jitter_ms:
             delay = max(0.0, delay + self.jitter_rng.uniform(-cfg.latency_jitter_ms, cfg.latency_jitter_ms) / 1000.0)

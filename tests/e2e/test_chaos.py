@@ -27,7 +27,7 @@ FAST_RECOVERY = {
     "requeue_after_s": "6",
     "upstream_read_timeout_s": "10",
     "upstream_connect_timeout_s": "2",
-    "lease_margin_s": "1",
+    "lease_s": "3",
     "max_inline_wait_s": "1",
     "max_countdown_s": "3",
 }

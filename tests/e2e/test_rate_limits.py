@@ -47,6 +47,36 @@ def test_three_workers_share_one_limit(make_stack: StackFactory, sim: str) -> No
     assert elapsed <= ideal * 1.10
 
 
+def test_an_upstream_that_enforces_its_limit_per_second_sees_no_429(make_stack: StackFactory, sim: str) -> None:
+    # Given: an upstream that allows 1,200 requests in any 60 s window and, as OpenAI documents that limits may
+    # be enforced over shorter periods, only 25 in any one second; it answers in 100 ms. Three worker processes
+    # share BATCHQ_RATE_LIMIT_RPM=1200 with every other limiter setting at its default (burst 1: at most 21 a second)
+    configure_sim(sim, latency_ms=100, rpm=1200, rps=25)
+    stack = make_stack(rate_limit_rpm="1200")
+    api = stack.start_api()
+    for name in ("w1", "w2", "w3"):
+        stack.start_worker(name, concurrency=16)
+    lines = chat_lines(500)
+    # When: a 500-line batch runs
+    started = time.monotonic()
+    batch_id = submit(api, lines)
+    batch = wait_final(api, batch_id, timeout=120, stack=stack)
+    elapsed = time.monotonic() - started
+    # Then: not one 429, every line exactly once
+    stats = sim_stats(sim)
+    ideal = 500 / (1200 / 60)
+    print(
+        f"\n500 requests at 1,200 RPM / 25 RPS: {elapsed:.1f}s (ideal {ideal:.0f}s, {elapsed / ideal:.3f}x); "
+        f"max in any second: {stats['max_in_second']}, in any 60 s: {stats['max_in_window']}; {stats['by_status']}"
+    )
+    assert batch["status"] == "completed", stack.logs()
+    assert stats["by_status"] == {"200": 500}
+    assert stats["max_in_second"] <= 25 and stats["max_in_window"] <= 1200
+    assert_exactly_once(api, batch, lines)
+    # and the batch (intake and finalize included) took within 25 % of the ideal N / (rpm / 60)
+    assert elapsed <= ideal * 1.25
+
+
 def test_faults_are_ridden_out_and_exhausted_lines_keep_their_last_answer(make_stack: StackFactory, sim: str) -> None:
     # Given: 10 % 5xx, 5 % 429 and 2 % timeouts at random, plus chosen lines that always fail:
     # "dead-*" always 503 (retried until attempts run out), "bad-*" always 400 (never retried),

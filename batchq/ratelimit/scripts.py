@@ -1,0 +1,26 @@
+"""The limiter's Lua scripts, read from the ``.lua`` files next to this module.
+
+Each script file opens with its KEYS/ARGV contract; ``lib.lua`` (the shared key layout, common arguments and
+helpers) is prepended to every one, so a script is one self-contained text for ``EVAL``/``EVALSHA``.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+
+#: The scripts a :class:`~batchq.ratelimit.limiter.RateLimiter` registers, by file stem.
+SCRIPT_NAMES = ("acquire", "wait", "release", "renew", "reap", "cooldown", "stats")
+
+
+@cache
+def script_text(name: str) -> str:
+    """``lib.lua`` followed by ``<name>.lua``.
+
+    Raises:
+        ValueError: ``name`` is not one of :data:`SCRIPT_NAMES`.
+    """
+    if name not in SCRIPT_NAMES:
+        raise ValueError(f"no limiter script named {name!r}")
+    folder = resources.files(__package__ or "batchq.ratelimit")
+    return folder.joinpath("lib.lua").read_text("utf-8") + "\n" + folder.joinpath(f"{name}.lua").read_text("utf-8")
