@@ -11,10 +11,12 @@ from typing import Any
 
 import httpx
 import pytest
+import redis as redis_lib
 from openai import InvalidWebhookSignatureError, OpenAI
 from openai.types.webhooks import BatchCancelledWebhookEvent, BatchCompletedWebhookEvent
 
 import batchq
+from batchq.webhooks.events import emit_batch_event
 from tests.e2e.conftest import StackFactory
 from tests.stack import Stack, chat_lines, parse_jsonl, to_jsonl, wait_final
 from tests.webhook_receiver import Received, Receiver
@@ -151,6 +153,21 @@ def test_a_slow_receiver_does_not_delay_batches(make_stack: StackFactory) -> Non
         wait_received(slow, 13, 40, stack)
     finally:
         slow.stop()
+
+
+def test_sweeper_sends_a_delivery_whose_task_never_went_out(
+    stack: Stack, receiver: Receiver, redis: redis_lib.Redis
+) -> None:
+    # Given a delivery recorded in Redis (an event emitted where no sender was registered, as after a lost task)
+    endpoint = create_endpoint(stack, receiver.url, ["batch.expired"])
+    (delivery_id,) = emit_batch_event(redis, None, "acct-a", "batch_lost", "expired")
+    # Then a worker's sweeper finds it in the due set and delivers it (e2e stacks sweep every second)
+    (got,) = wait_received(receiver, 1, 20, stack)
+    assert got.headers["webhook-id"] == delivery_id
+    assert batchq.verify_webhook(got.body, got.headers, endpoint["secret"])["data"] == {"id": "batch_lost"}
+    # And the worker consumes the webhooks queue although it was started with -Q intake,requests,finalize
+    worker_log = "\n".join(p.log_tail(400) for p in stack.procs if p.name.startswith("worker"))
+    assert "consuming the 'webhooks' queue too" in worker_log
 
 
 def test_openai_sdk_manages_endpoints(stack: Stack, receiver: Receiver) -> None:
