@@ -141,6 +141,13 @@ class Settings(BaseSettings):
             raise ValueError("max_attempts must be >= 1")
         return v
 
+    @field_validator("webhook_retry_period_s", "webhook_timeout_s", "output_expires_after_s", "min_expires_after_s")
+    @classmethod
+    def _webhook_retention_positive(cls, v: float) -> float:
+        if v <= 0:
+            raise ValueError("webhook and retention periods must be > 0")
+        return v
+
     def api_key_map(self) -> dict[str, str]:
         """Parse ``BATCHQ_API_KEYS`` into {key: account}."""
         mapping: dict[str, str] = {}
