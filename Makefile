@@ -51,15 +51,17 @@ bench: install
 
 .PHONY: api
 api: install
-	$(VENV)/bin/batchq api
+	BATCHQ_LOCAL_MODE=$${BATCHQ_LOCAL_MODE:-true} $(VENV)/bin/batchq api
 
 .PHONY: worker
 worker: install
-	$(VENV)/bin/celery -A workers worker -Q intake,requests,finalize -P threads -c 64 -l INFO
+	$(VENV)/bin/celery -A workers worker -Q intake,requests,finalize -l INFO
 
+# Loopback only; read-only (Flower's API is off) unless FLOWER_BASIC_AUTH=user:password is set.
+FLOWER_ADDRESS ?= 127.0.0.1
 .PHONY: flower
 flower: install
-	$(VENV)/bin/celery -A workers flower --port=5555
+	$(VENV)/bin/celery -A workers flower --address=$(FLOWER_ADDRESS) --port=5555
 
 .PHONY: sim
 sim: install

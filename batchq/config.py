@@ -149,18 +149,27 @@ class Settings(BaseSettings):
         return v
 
     def api_key_map(self) -> dict[str, str]:
-        """Parse ``BATCHQ_API_KEYS`` into {key: account}."""
+        """Parse ``BATCHQ_API_KEYS`` into {key: account}.
+
+        Raises:
+            ValueError: the variable is set but names no key (e.g. ``" "``), an entry is not ``key:account``,
+                or a key is empty or configured twice. The API refuses to start then.
+        """
         mapping: dict[str, str] = {}
-        if not self.api_keys:
+        if self.api_keys is None:
             return mapping
         for item in self.api_keys.split(","):
             item = item.strip()
             if not item:
                 continue
-            key, sep, account = item.partition(":")
+            key, sep, account = (part.strip() for part in item.partition(":"))
             if not sep or not key or not account:
-                raise ValueError(f"BATCHQ_API_KEYS entry {item!r} is not key:account")
-            mapping[key.strip()] = account.strip()
+                raise ValueError("BATCHQ_API_KEYS: every entry must be key:account with a non-empty key and account")
+            if key in mapping:
+                raise ValueError(f"BATCHQ_API_KEYS: a key is configured twice (accounts {mapping[key]!r}, {account!r})")
+            mapping[key] = account
+        if not mapping:
+            raise ValueError("BATCHQ_API_KEYS is set but names no key; unset it or give key:account entries")
         return mapping
 
     def account_weight_map(self) -> dict[str, float]:
@@ -183,6 +192,18 @@ class Settings(BaseSettings):
         if not self.served_models:
             return None
         return frozenset(m.strip() for m in self.served_models.split(",") if m.strip())
+
+    # --- API hardening (issue 13): local mode, request bounds, dependency timeouts -------------
+    local_mode: bool = False
+    """With no BATCHQ_API_KEYS, trust loopback clients as account ``local``. Development only; off by default."""
+    max_create_body_bytes: int = 1024 * 1024
+    """Largest ``POST /v1/batches`` body (counted while it streams; chunked bodies too)."""
+    max_form_fields: int = 16
+    """Most non-file parts a ``POST /v1/files`` body may have (their bytes count towards the file limit)."""
+    api_redis_timeout_s: float = 2.0
+    """The API's Redis connect and read timeout: a stalled Redis gives a 503 in a few seconds."""
+    api_store_timeout_s: float = 5.0
+    """The API's S3 connect and read timeout (the workers keep ``s3_timeout_s``)."""
 
 
 @lru_cache

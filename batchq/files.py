@@ -1,16 +1,19 @@
-"""File records in Redis (the bytes live in the object store)."""
+"""File records in Redis (the bytes live in the object store), and which batches read each file."""
 
 from __future__ import annotations
 
+import builtins
 import time
 from typing import Any
 
 import redis
 
 from batchq import keys
-from batchq.schemas import FileObject
+from batchq.schemas import FINAL_STATUSES, FileObject
 
 _INT_FIELDS = ("bytes", "created_at")
+#: Rounds of the optimistic delete before giving up (each lost round means a batch was just created on it).
+_DELETE_ROUNDS = 20
 
 
 def expiring_key() -> str:
@@ -104,14 +107,76 @@ class FileRegistry:
         return found, False
 
     def delete(self, file_id: str, account: str) -> None:
+        """Forget the record, whoever reads it (outputs; the API deletes inputs with ``delete_unless_read``)."""
         size = self.redis.hget(keys.file_record(file_id), "bytes")
         with self.redis.pipeline() as pipe:
-            pipe.delete(keys.file_record(file_id))
+            pipe.delete(keys.file_record(file_id), keys.file_readers(file_id))
             pipe.zrem(keys.account_files(account), file_id)
             pipe.zrem(expiring_key(), file_id)
             if size is not None:
                 pipe.hincrby(storage_bytes_key(), account, -int(size))
             pipe.execute()
+
+    # --- readers: a batch's input may not be deleted while the batch runs ----------------------
+
+    def add_reader(self, file_id: str, batch_id: str) -> bool:
+        """Record that ``batch_id`` reads the file; False (nothing recorded) when the file is already gone.
+
+        Call it after the batch record exists: a reader without a batch record counts as stale.
+        """
+        self.redis.sadd(keys.file_readers(file_id), batch_id)
+        if self.redis.exists(keys.file_record(file_id)):
+            return True
+        self.redis.srem(keys.file_readers(file_id), batch_id)
+        return False
+
+    def release_reader(self, file_id: str, batch_id: str) -> None:
+        """The batch no longer reads the file (call it when the batch reaches a final status)."""
+        self.redis.srem(keys.file_readers(file_id), batch_id)
+
+    def active_readers(self, file_id: str) -> builtins.list[str]:
+        """Readers whose batch exists and is not final (stale ones are dropped on the way)."""
+        readers = sorted(m.decode() for m in self.redis.smembers(keys.file_readers(file_id)))
+        if not readers:
+            return []
+        with self.redis.pipeline(transaction=False) as pipe:
+            for batch_id in readers:
+                pipe.hget(keys.batch_record(batch_id), "status")
+            statuses: builtins.list[bytes | None] = pipe.execute()
+        active = [
+            b for b, st in zip(readers, statuses, strict=True) if st is not None and st.decode() not in FINAL_STATUSES
+        ]
+        stale = set(readers) - set(active)
+        if stale:
+            self.redis.srem(keys.file_readers(file_id), *stale)
+        return active
+
+    def delete_unless_read(self, file_id: str, account: str) -> str | None:
+        """Delete the record unless an active batch reads the file; returns that batch's id, or None when deleted.
+
+        Optimistic: the readers set is watched, so a batch created on the file meanwhile makes the round retry.
+        """
+        readers_key = keys.file_readers(file_id)
+        for _ in range(_DELETE_ROUNDS):
+            with self.redis.pipeline() as pipe:
+                try:
+                    pipe.watch(readers_key)
+                    active = self.active_readers(file_id)
+                    if active:
+                        pipe.reset()
+                        return active[0]
+                    size = self.redis.hget(keys.file_record(file_id), "bytes")
+                    pipe.multi()
+                    pipe.delete(keys.file_record(file_id), readers_key)
+                    pipe.zrem(keys.account_files(account), file_id)
+                    pipe.zrem(expiring_key(), file_id)  # issue 14: retention list and storage metric
+                    if size is not None:
+                        pipe.hincrby(storage_bytes_key(), account, -int(size))
+                    pipe.execute()
+                    return None
+                except redis.WatchError:
+                    continue
+        raise redis.WatchError(f"file {file_id}: batches kept being created on it; delete again")
 
     def storage_bytes(self) -> dict[str, int]:
         """Bytes stored per account (files registered since this counter exists)."""

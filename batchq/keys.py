@@ -142,9 +142,19 @@ def rate_limit(route: str) -> str:
     return f"{PREFIX}:rl:{{{route}}}"
 
 
+def metrics_account(account: str) -> str:
+    """Hash: completed / failed -> lines of the account's batches recorded so far (for /metrics)."""
+    return f"{PREFIX}:metrics:account:{account}"
+
+
 def metrics_totals() -> str:
     """Hash: outcome -> lines recorded with it, across all batches (for /metrics)."""
     return f"{PREFIX}:metrics:requests"
+
+
+def file_readers(file_id: str) -> str:
+    """Set of the batch ids that read this file as their input; a delete of the file waits for it to drain."""
+    return f"{PREFIX}:file:{file_id}:readers"
 
 
 def storage_key(file_id: str) -> str:

@@ -1,8 +1,8 @@
 """The reaper: deletes files past their ``expires_at`` (record and bytes), run by the sweeper every round.
 
-Never an input that an active batch still reads: such a file waits until the batch ends (and is reaped on a
-later round). Expiring files sit in one sorted set by ``expires_at``, so a round costs one range read when
-nothing is due.
+Never an input that an active batch still reads (the file's readers set, checked atomically with the delete):
+such a file waits until the batch ends and is reaped on a later round. Expiring files sit in one sorted set by
+``expires_at``, so a round costs one range read when nothing is due.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import time
 
 import redis
 
-from batchq import keys
 from batchq.files import FileRegistry, expiring_key
 from batchq.storage import ObjectNotFoundError, ObjectStore
 
@@ -20,14 +19,6 @@ log = logging.getLogger(__name__)
 
 #: Files one round deletes at most (the rest wait for the next round).
 REAP_LIMIT = 500
-
-
-def input_in_use(client: redis.Redis[bytes], file_id: str, account: str) -> bool:
-    """Whether an active batch of the account reads ``file_id`` as its input."""
-    for batch_id in client.smembers(keys.account_active(account)):
-        if client.hget(keys.batch_record(batch_id.decode()), "input_file_id") == file_id.encode():
-            return True
-    return False
 
 
 def reap_expired(
@@ -42,13 +33,14 @@ def reap_expired(
         if record is None:
             client.zrem(expiring_key(), file_id)  # deleted by its owner meanwhile
             continue
-        if input_in_use(client, file_id, record["account"]):
-            continue
+        # The record goes first, atomically with the check of its readers (a batch created on it meanwhile
+        # keeps it); the bytes follow. A crash in between leaves only bytes, which nothing can reach.
+        if files.delete_unless_read(file_id, record["account"]) is not None:
+            continue  # an active batch still reads it: a later round, once that batch has ended
         try:
             store.delete(record["storage_key"])
         except ObjectNotFoundError:
             pass
-        files.delete(file_id, record["account"])
         reaped.append(file_id)
     if reaped:
         log.info("retention: deleted %d expired files", len(reaped))

@@ -27,11 +27,44 @@ DEFAULT_READ_CHUNK_B = 1024 * 1024
 
 
 class StoreError(Exception):
-    """The object store failed (unreachable, denied, missing object)."""
+    """The object store failed: unreachable, timed out, denied, out of space (every backend error ends here)."""
 
 
 class ObjectNotFoundError(StoreError):
     pass
+
+
+@contextlib.contextmanager
+def _local_errors(key: str, *, reading: bool) -> Iterator[None]:
+    """OSError of a local store as StoreError; a missing file while reading is ObjectNotFoundError."""
+    try:
+        yield
+    except StoreError:
+        raise
+    except FileNotFoundError as exc:
+        if reading:
+            raise ObjectNotFoundError(key) from exc
+        raise StoreError(f"local store: {exc.strerror or exc} ({key})") from exc
+    except OSError as exc:
+        raise StoreError(f"local store: {exc.strerror or type(exc).__name__} ({key})") from exc
+
+
+@contextlib.contextmanager
+def _s3_errors(key: str) -> Iterator[None]:
+    """Every botocore failure as StoreError: timeouts and refused connections (BotoCoreError), S3 error codes."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        yield
+    except StoreError:
+        raise
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code")
+        if code in {"NoSuchKey", "404", "NotFound"}:
+            raise ObjectNotFoundError(key) from exc
+        raise StoreError(f"S3 answered {code or 'an error'} ({key})") from exc
+    except (BotoCoreError, OSError) as exc:
+        raise StoreError(f"S3 unreachable: {type(exc).__name__} ({key})") from exc
 
 
 class Writer(Protocol):
@@ -74,23 +107,33 @@ class _LocalWriter:
         self._tmp: Any = None
 
     def __enter__(self) -> _LocalWriter:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = tempfile.NamedTemporaryFile(dir=self.path.parent, prefix=".partial-", delete=False)  # noqa: SIM115
+        with _local_errors(self.path.name, reading=False):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._tmp = tempfile.NamedTemporaryFile(dir=self.path.parent, prefix=".partial-", delete=False)  # noqa: SIM115
         return self
 
     def write(self, data: bytes) -> None:
-        self._tmp.write(data)
+        with _local_errors(self.path.name, reading=False):
+            self._tmp.write(data)
         self.bytes_written += len(data)
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self._tmp.close()
         if exc_type is None:
-            os.replace(self._tmp.name, self.path)
-        else:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self._tmp.name)
+            try:
+                with _local_errors(self.path.name, reading=False):
+                    self._tmp.close()  # flushes: a full disk shows here
+                    os.replace(self._tmp.name, self.path)
+                return
+            except StoreError:
+                with contextlib.suppress(OSError):
+                    os.unlink(self._tmp.name)
+                raise
+        with contextlib.suppress(OSError):
+            self._tmp.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self._tmp.name)
 
 
 class LocalStore:
@@ -109,34 +152,32 @@ class LocalStore:
         return _LocalWriter(self._path(key))
 
     def iter_chunks(self, key: str, chunk_size: int = DEFAULT_READ_CHUNK_B) -> Iterator[bytes]:
-        try:
+        with _local_errors(key, reading=True):
             f = open(self._path(key), "rb")  # noqa: SIM115 - closed by the generator
-        except FileNotFoundError as exc:
-            raise ObjectNotFoundError(key) from exc
         with f:
-            while chunk := f.read(chunk_size):
+            while True:
+                with _local_errors(key, reading=True):
+                    chunk = f.read(chunk_size)
+                if not chunk:
+                    return
                 yield chunk
 
     def read_range(self, key: str, start: int, length: int) -> bytes:
-        try:
-            with open(self._path(key), "rb") as f:
-                f.seek(start)
-                return f.read(length)
-        except FileNotFoundError as exc:
-            raise ObjectNotFoundError(key) from exc
+        with _local_errors(key, reading=True), open(self._path(key), "rb") as f:
+            f.seek(start)
+            return f.read(length)
 
     def size(self, key: str) -> int:
-        try:
+        with _local_errors(key, reading=True):
             return self._path(key).stat().st_size
-        except FileNotFoundError as exc:
-            raise ObjectNotFoundError(key) from exc
 
     def delete(self, key: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
+        with _local_errors(key, reading=False), contextlib.suppress(FileNotFoundError):
             self._path(key).unlink()
 
     def ping(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
+        with _local_errors("", reading=False):
+            self.root.mkdir(parents=True, exist_ok=True)
         if not os.access(self.root, os.W_OK):
             raise StoreError(f"{self.root} is not writable")
 
@@ -173,6 +214,10 @@ class _S3Writer:
             self._send_part(part)
 
     def _send_part(self, part: bytes) -> None:
+        with _s3_errors(self.key):
+            self._send_part_unmapped(part)
+
+    def _send_part_unmapped(self, part: bytes) -> None:
         if self._upload_id is None:
             self._upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=self.key)["UploadId"]
         number = len(self._parts) + 1
@@ -189,18 +234,25 @@ class _S3Writer:
                 with contextlib.suppress(Exception):
                     self.client.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self._upload_id)
             return
-        if self._upload_id is None:
-            self.client.put_object(Bucket=self.bucket, Key=self.key, Body=bytes(self._buf))
-            return
-        if self._buf:
-            self._send_part(bytes(self._buf))
-            self._buf.clear()
-        self.client.complete_multipart_upload(
-            Bucket=self.bucket,
-            Key=self.key,
-            UploadId=self._upload_id,
-            MultipartUpload={"Parts": self._parts},  # type: ignore[typeddict-item]
-        )
+        try:
+            with _s3_errors(self.key):
+                if self._upload_id is None:
+                    self.client.put_object(Bucket=self.bucket, Key=self.key, Body=bytes(self._buf))
+                    return
+                if self._buf:
+                    self._send_part_unmapped(bytes(self._buf))
+                    self._buf.clear()
+                self.client.complete_multipart_upload(
+                    Bucket=self.bucket,
+                    Key=self.key,
+                    UploadId=self._upload_id,
+                    MultipartUpload={"Parts": self._parts},  # type: ignore[typeddict-item]
+                )
+        except StoreError as exc:
+            if self._upload_id is not None:  # do not leave the parts billed in the bucket
+                with contextlib.suppress(Exception):
+                    self.client.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self._upload_id)
+            raise exc
 
 
 class S3Store:
@@ -219,19 +271,14 @@ class S3Store:
         return _S3Writer(self.client, self.bucket, self._key(key), self.part_size)
 
     def _get(self, key: str, **kwargs: Any) -> Any:
-        from botocore.exceptions import ClientError
-
-        try:
+        with _s3_errors(key):
             return self.client.get_object(Bucket=self.bucket, Key=self._key(key), **kwargs)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in {"NoSuchKey", "404"}:
-                raise ObjectNotFoundError(key) from exc
-            raise StoreError(str(exc)) from exc
 
     def iter_chunks(self, key: str, chunk_size: int = DEFAULT_READ_CHUNK_B) -> Iterator[bytes]:
         body = self._get(key)["Body"]
         try:
-            yield from body.iter_chunks(chunk_size)
+            with _s3_errors(key):  # a read timeout or a dropped connection midway
+                yield from body.iter_chunks(chunk_size)
         finally:
             body.close()
 
@@ -240,39 +287,45 @@ class S3Store:
             return b""
         body = self._get(key, Range=f"bytes={start}-{start + length - 1}")["Body"]
         try:
-            return bytes(body.read())
+            with _s3_errors(key):
+                return bytes(body.read())
         finally:
             body.close()
 
     def size(self, key: str) -> int:
-        from botocore.exceptions import ClientError
-
-        try:
+        with _s3_errors(key):
             return int(self.client.head_object(Bucket=self.bucket, Key=self._key(key))["ContentLength"])
-        except ClientError as exc:
-            raise ObjectNotFoundError(key) from exc
 
     def delete(self, key: str) -> None:
-        self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+        with _s3_errors(key):
+            self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
 
     def ping(self) -> None:
-        self.client.head_bucket(Bucket=self.bucket)
+        with _s3_errors(""):
+            self.client.head_bucket(Bucket=self.bucket)
 
 
 ChecksumMode = Literal["when_required", "when_supported"]
 
 
 def make_s3_client(
-    endpoint_url: str | None, checksum_mode: ChecksumMode = "when_required", timeout_s: float = 60.0
+    endpoint_url: str | None,
+    checksum_mode: ChecksumMode = "when_required",
+    timeout_s: float = 60.0,
+    max_attempts: int = 5,
 ) -> S3Client:
-    """A boto3 S3 client with retries and the checksum mode S3-compatible stores accept (boto3#4392)."""
+    """A boto3 S3 client with retries and the checksum mode S3-compatible stores accept (boto3#4392).
+
+    ``timeout_s`` bounds each read (connect: at most 10 s); a stalled store costs about
+    ``max_attempts`` times that before StoreError, so the API passes a few seconds and 2 attempts.
+    """
     import boto3
     from botocore.config import Config
 
     config = Config(
         request_checksum_calculation=checksum_mode,
         response_checksum_validation=checksum_mode,
-        retries={"max_attempts": 5, "mode": "standard"},
+        retries={"max_attempts": max_attempts, "mode": "standard"},
         max_pool_connections=64,
         connect_timeout=min(timeout_s, 10.0),
         read_timeout=timeout_s,
@@ -287,6 +340,7 @@ def store_from_url(
     s3_endpoint_url: str | None = None,
     checksum_mode: ChecksumMode = "when_required",
     s3_timeout_s: float = 60.0,
+    s3_max_attempts: int = 5,
 ) -> ObjectStore:
     """Build the store named by ``BATCHQ_STORAGE_URL``: ``file://path`` or ``s3://bucket/prefix``."""
     parsed = urlparse(url)
@@ -295,7 +349,11 @@ def store_from_url(
     if parsed.scheme == "s3":
         if not parsed.netloc:
             raise ValueError(f"storage URL {url!r} names no bucket")
-        return S3Store(parsed.netloc, parsed.path, client=make_s3_client(s3_endpoint_url, checksum_mode, s3_timeout_s))
+        return S3Store(
+            parsed.netloc,
+            parsed.path,
+            client=make_s3_client(s3_endpoint_url, checksum_mode, s3_timeout_s, s3_max_attempts),
+        )
     if parsed.scheme == "":
         return LocalStore(url)
     raise ValueError(f"unsupported storage URL {url!r}: use file://<folder> or s3://<bucket>/<prefix>")

@@ -113,6 +113,8 @@ def main() -> None:
             env["BATCHQ_UPSTREAM_URL"] = f"http://127.0.0.1:{port}/v1"
         env.setdefault("BATCHQ_STORAGE_URL", f"file://{STATE / 'data'}")
         env.setdefault("BATCHQ_PRICES", "Llama-3.3-70B-Instruct=0.6:0.6")
+        if "BATCHQ_API_KEYS" not in env:
+            env["BATCHQ_LOCAL_MODE"] = "true"  # the demo runs keyless, loopback only (the API says so loudly)
         api_port = free_port(8000)
         proc = stack.start("api", [str(BIN / "batchq"), "api", "--port", str(api_port)])
         wait_port(api_port, "api", proc)
@@ -136,7 +138,7 @@ def main() -> None:
             ],
         )
         flower_port = free_port(5555)
-        env["FLOWER_UNAUTHENTICATED_API"] = "true"
+        # Loopback only; without FLOWER_BASIC_AUTH its API is off, so the dashboard is read-only.
         stack.start(
             "flower",
             [
@@ -152,7 +154,10 @@ def main() -> None:
         api_url = f"http://127.0.0.1:{api_port}"
         os.environ["BATCHQ_URL"] = api_url
         print(f"API      {api_url}   (OpenAI base_url: {api_url}/v1)")
-        print(f"Flower   http://127.0.0.1:{flower_port}")
+        flower_mode = (
+            "basic auth" if env.get("FLOWER_BASIC_AUTH") else "read-only; FLOWER_BASIC_AUTH=user:pass for actions"
+        )
+        print(f"Flower   http://127.0.0.1:{flower_port}   ({flower_mode})")
         print(f"Upstream {env['BATCHQ_UPSTREAM_URL']}")
         print(f"Logs     {LOGS}")
         demo(api_url)

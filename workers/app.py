@@ -16,6 +16,7 @@ from celery import Celery, signals
 from batchq.broker import celery_config, worker_concurrency
 from batchq.config import get_settings
 from batchq.pipeline.context import WorkerContext, get_context
+from batchq.redact import install_log_redaction
 from batchq.state.health import check_eviction_policy
 
 
@@ -51,3 +52,9 @@ def _check_redis(**_: Any) -> None:
 @signals.setup_logging.connect
 def _setup_logging(**_: Any) -> None:
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s: %(levelname)s/%(processName)s] %(name)s: %(message)s")
+    settings = get_settings()
+    try:
+        api_keys = list(settings.api_key_map())
+    except ValueError:  # the API refuses a bad BATCHQ_API_KEYS; a worker does not use it
+        api_keys = []
+    install_log_redaction(settings.upstream_api_key, *api_keys)  # no secret in a log line

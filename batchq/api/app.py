@@ -1,118 +1,118 @@
-"""The HTTP API: ``create_app(settings)`` wires services, error handling and routers; ``serve`` runs it."""
+"""The HTTP API: ``create_app(settings)`` wires services, error handling and routers; ``serve`` runs it.
+
+Handlers that touch Redis, Celery or the store are sync ``def`` (FastAPI runs them in its threadpool), and every
+client here has short connect and read timeouts, so a stalled dependency costs one thread a few seconds and
+answers 503, while the event loop (and ``/livez``) keeps serving.
+"""
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import redis
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from celery import Celery
+from fastapi import FastAPI
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
+from batchq.api.auth import KeyRing
 from batchq.api.deps import Services
-from batchq.api.routes import batches, files, health
-from batchq.api.routes import webhooks as webhook_routes
+from batchq.api.handlers import install_error_handlers
+from batchq.api.idempotency import IdempotencyKeys
+from batchq.api.routers import batches, files, health
+from batchq.api.routers import webhooks as webhook_routes
 from batchq.broker import make_producer
 from batchq.config import Settings, get_settings
-from batchq.errors import BatchqError, ServiceUnavailableError
 from batchq.files import FileRegistry
+from batchq.redact import install_log_redaction
 from batchq.state import BatchState
-from batchq.storage import StoreError, store_from_url
+from batchq.state.health import UnsafeRedisError, check_eviction_policy
+from batchq.storage import store_from_url
 
 log = logging.getLogger("batchq.api")
 
+#: Tries of one S3 call from the API (the workers keep boto3's 5): a stalled store must answer 503 quickly.
+API_S3_MAX_ATTEMPTS = 2
+
 
 def create_app(settings: Settings | None = None) -> FastAPI:
+    """The app for ``settings`` (default: the environment).
+
+    Raises:
+        ValueError: BATCHQ_API_KEYS is malformed, or unset without BATCHQ_LOCAL_MODE=true.
+    """
     settings = settings or get_settings()
-    client = redis.Redis.from_url(
-        settings.redis_url, health_check_interval=30, socket_keepalive=True, retry_on_timeout=True
-    )
-    store = store_from_url(
-        settings.storage_url,
-        s3_endpoint_url=settings.s3_endpoint_url,
-        checksum_mode=settings.s3_checksum_mode,
-        s3_timeout_s=settings.s3_timeout_s,
-    )
+    key_ring = KeyRing.from_settings(settings)
+    install_log_redaction(settings.upstream_api_key, *settings.api_key_map())
     app = FastAPI(title="batchq", version="0.1.0", description="OpenAI-compatible batch processing for LLM requests")
+    client = make_api_redis(settings)
+    state = BatchState(client)
     app.state.services = Services(
         settings=settings,
         redis=client,
-        store=store,
-        state=BatchState(client),
+        store=store_from_url(
+            settings.storage_url,
+            s3_endpoint_url=settings.s3_endpoint_url,
+            checksum_mode=settings.s3_checksum_mode,
+            s3_timeout_s=settings.api_store_timeout_s,
+            s3_max_attempts=API_S3_MAX_ATTEMPTS,
+        ),
+        state=state,
         files=FileRegistry(client),
-        producer=make_producer(settings),
-        api_keys=settings.api_key_map(),
+        producer=make_api_producer(settings),
+        keys=key_ring,
+        idempotency=IdempotencyKeys(client, state),
     )
     app.include_router(files.router, prefix="/v1")
     app.include_router(batches.router, prefix="/v1")
     app.include_router(webhook_routes.router, prefix="/v1")  # webhooks (issue 14)
     app.include_router(health.router)
-    _install_error_handlers(app)
+    install_error_handlers(app)
     return app
 
 
-def _error(
-    status: int, message: str, *, error_type: str, code: str | None, param: str | None = None, retry: bool
-) -> JSONResponse:
-    return JSONResponse(
-        {"error": {"message": message, "type": error_type, "param": param, "code": code}},
-        status_code=status,
-        headers={"x-should-retry": "true" if retry else "false"},
+def make_api_redis(settings: Settings) -> redis.Redis[bytes]:
+    """Redis for request handlers: a stalled server raises within about 2 x the timeout (one retry)."""
+    timeout = settings.api_redis_timeout_s
+    return redis.Redis.from_url(
+        settings.redis_url,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        socket_keepalive=True,
+        # One quick retry covers a connection that went stale (Redis restarted); redis-py's default of
+        # three with exponential backoff would hold a stalled request for ~20 s.
+        retry=Retry(NoBackoff(), 1),
     )
 
 
-def _install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(BatchqError)
-    async def batchq_error(_: Request, exc: BatchqError) -> JSONResponse:
-        return _error(
-            exc.status_code, exc.message, error_type=exc.error_type, code=exc.code, param=exc.param, retry=exc.retryable
-        )
-
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0] if exc.errors() else {}
-        param = ".".join(str(p) for p in first.get("loc", ())[1:]) or None
-        return _error(
-            400,
-            f"Invalid request: {first.get('msg', 'bad parameters')}",
-            error_type="invalid_request_error",
-            code="invalid_value",
-            param=param,
-            retry=False,
-        )
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
-        message = "Unknown URL." if exc.status_code == 404 else str(exc.detail)
-        return _error(exc.status_code, message, error_type="invalid_request_error", code=code, retry=False)
-
-    @app.exception_handler(redis.RedisError)
-    async def redis_down(_: Request, exc: redis.RedisError) -> JSONResponse:
-        log.warning("redis error: %s", exc)
-        err = ServiceUnavailableError(
-            "The state store (Redis) is unavailable; retry shortly.", code="redis_unavailable"
-        )
-        return _error(503, err.message, error_type=err.error_type, code=err.code, retry=True)
-
-    @app.exception_handler(StoreError)
-    async def store_down(_: Request, exc: StoreError) -> JSONResponse:
-        log.warning("store error: %s", exc)
-        return _error(
-            503,
-            "The object store is unavailable; retry shortly.",
-            error_type="api_error",
-            code="storage_unavailable",
-            retry=True,
-        )
+def make_api_producer(settings: Settings) -> Celery:
+    """The shared producer config with the API's short socket timeouts and one publish retry."""
+    producer = make_producer(settings)
+    timeout = settings.api_redis_timeout_s
+    transport: dict[str, Any] = dict(producer.conf.broker_transport_options or {})
+    transport.update(socket_timeout=timeout, socket_connect_timeout=timeout)
+    producer.conf.broker_transport_options = transport
+    producer.conf.broker_connection_timeout = timeout
+    producer.conf.task_publish_retry_policy = {
+        "max_retries": 1,
+        "interval_start": 0,
+        "interval_step": 0.2,
+        "interval_max": 0.2,
+    }
+    return producer
 
 
 def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Run the API with uvicorn (``batchq api``)."""
+    """Run the API with uvicorn (``batchq api``); a configuration mistake exits with its message."""
     import uvicorn
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(
-        create_app(), host=host, port=port, log_level="warning", proxy_headers=False, timeout_graceful_shutdown=30
-    )
+    try:
+        app = create_app()
+        check_eviction_policy(app.state.services.redis, allow=get_settings().allow_redis_eviction)
+    except (ValueError, UnsafeRedisError) as exc:
+        raise SystemExit(f"batchq api: {exc}") from None
+    except redis.RedisError as exc:  # Redis down at start: serve anyway; /healthz says what is down
+        logging.getLogger(__name__).warning("Redis unreachable at start (%s); its eviction policy is unchecked", exc)
+    uvicorn.run(app, host=host, port=port, log_level="warning", proxy_headers=False, timeout_graceful_shutdown=30)

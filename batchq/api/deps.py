@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -10,14 +9,12 @@ import redis
 from celery import Celery
 from fastapi import Depends, Request
 
+from batchq.api.auth import KeyRing
+from batchq.api.idempotency import IdempotencyKeys
 from batchq.config import Settings
-from batchq.errors import AuthenticationError
 from batchq.files import FileRegistry
 from batchq.state import BatchState
 from batchq.storage import ObjectStore
-
-#: Account of every caller in local mode (no BATCHQ_API_KEYS).
-LOCAL_ACCOUNT = "local"
 
 
 @dataclass
@@ -28,10 +25,11 @@ class Services:
     state: BatchState
     files: FileRegistry
     producer: Celery
-    api_keys: dict[str, str]
+    keys: KeyRing
+    idempotency: IdempotencyKeys
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
@@ -39,40 +37,10 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def get_account(request: Request, services: ServicesDep) -> str:
-    """The account of the Bearer key; in local mode, ``local`` for loopback callers and 401 for others."""
-    header = request.headers.get("authorization")
-    if not services.api_keys:
-        host = request.client.host if request.client else ""
-        if not _is_loopback(host):
-            raise AuthenticationError(
-                "This server runs in local mode (BATCHQ_API_KEYS unset) and only accepts loopback clients.",
-                code="invalid_api_key",
-            )
-        return LOCAL_ACCOUNT
-    if not header:
-        raise AuthenticationError(
-            "You didn't provide an API key. Send it as 'Authorization: Bearer YOUR_KEY'.", code="missing_api_key"
-        )
-    scheme, _, token = header.partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token:
-        raise AuthenticationError(
-            "Malformed Authorization header: expected 'Bearer YOUR_KEY'.", code="invalid_authorization_header"
-        )
-    account = services.api_keys.get(token)
-    if account is None:
-        raise AuthenticationError("Incorrect API key provided.", code="invalid_api_key")
-    return account
-
-
-def _is_loopback(host: str) -> bool:
-    if host in ("testclient", "localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+async def get_account(request: Request, services: ServicesDep) -> str:
+    """The account of the Bearer key (async: pure CPU, so it takes no threadpool slot)."""
+    host = request.client.host if request.client else ""
+    return services.keys.authenticate(request.headers.get("authorization"), host)
 
 
 AccountDep = Annotated[str, Depends(get_account)]

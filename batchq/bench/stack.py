@@ -128,6 +128,7 @@ def start_stack(spec: StackSpec, run_dir: Path, group: ProcGroup) -> Stack:
     _start_sim(stack)
     env = {
         "BATCHQ_REDIS_URL": stack.redis_url,
+        "BATCHQ_LOCAL_MODE": "true",  # no API keys: loopback clients only (the API refuses to start otherwise)
         "BATCHQ_STORAGE_URL": f"file://{run_dir / 'store'}",
         "BATCHQ_UPSTREAM_URL": f"{stack.sim_root}/v1",
         "BATCHQ_RATE_LIMIT_RPM": str(spec.rpm),

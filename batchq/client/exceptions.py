@@ -14,7 +14,8 @@
     ├── BatchFailedError             wait(..., raise_on_failed=True) saw the batch end ``failed``
     └── WaitTimeoutError             wait(..., timeout=...) ran out before the batch ended
 
-These are the client's own classes (``batchq.NotFoundError`` is this one); the server's live in :mod:`batchq.errors`.
+These are the client's own classes (``batchq.NotFoundError`` is this one); the server's live in
+:mod:`batchq.api.errors`.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import redis
+from redis.exceptions import NoScriptError
 
 from batchq.ratelimit import Grant, RateLimiter
 from batchq.state import LineState
@@ -78,6 +79,13 @@ class Heartbeat:
                 by_limiter.setdefault(id(limiter), (limiter, []))[1].append(grant)
         if not lines and not by_limiter:
             return
+        try:
+            self._renew(lines, by_limiter)
+        except NoScriptError:  # Redis restarted and lost its scripts
+            self.lines.load_scripts()
+            self._renew(lines, by_limiter)
+
+    def _renew(self, lines: dict[str, list[int]], by_limiter: dict[int, tuple[RateLimiter, list[Grant]]]) -> None:
         with self.redis.pipeline(transaction=False) as pipe:
             for batch_id, held in lines.items():
                 self.lines.renew_on(pipe, batch_id, self.owner, held, self.lease_s)

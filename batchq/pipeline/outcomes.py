@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from redis.exceptions import NoScriptError
+
 from batchq import keys
 from batchq.pipeline.context import WorkerContext
 from batchq.ratelimit import Grant, RateLimiter
@@ -67,23 +69,32 @@ def record(
         body=answer.body if answer else None,
         error=error,
     )
-    with ctx.redis.pipeline(transaction=False) as pipe:
-        ctx.lines.record_on(
-            pipe,
-            batch_id,
-            account,
-            line,
-            outcome,
-            success=error is None,
-            metric=metric,
-            extra_counter=extra_counter,
-            usage=usage,
-        )
-        if feed:
-            ctx.schedule.feed_on(pipe, FEED_PER_OUTCOME)
-        if slot is not None:
-            slot.limiter.release_on(pipe, slot.grant, slot.tokens)
-        replies = pipe.execute()
+    for tries_left in (1, 0):
+        try:
+            with ctx.redis.pipeline(transaction=False) as pipe:
+                ctx.lines.record_on(
+                    pipe,
+                    batch_id,
+                    account,
+                    line,
+                    outcome,
+                    success=error is None,
+                    metric=metric,
+                    extra_counter=extra_counter,
+                    usage=usage,
+                )
+                if feed:
+                    ctx.schedule.feed_on(pipe, FEED_PER_OUTCOME)
+                if slot is not None:
+                    slot.limiter.release_on(pipe, slot.grant, slot.tokens)
+                replies = pipe.execute()
+            break
+        except NoScriptError:
+            if not tries_left:
+                raise
+            # Redis restarted and lost its scripts: load them and record again (first write still wins).
+            ctx.lines.load_scripts()
+            ctx.schedule.load_scripts()
     ctx.leases.drop(batch_id, line)
     result = ctx.lines.recorded(replies[0])
     picked = ctx.schedule.picked(replies[1]) if feed else []

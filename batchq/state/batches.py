@@ -109,6 +109,7 @@ class BatchState:
                 STATUS_TIMESTAMP.get(to, ""),
                 int(time.time()),
                 "1" if to in FINAL_STATUSES else "0",
+                keys.PREFIX,
             ],
         )
         previous = previous.decode() if isinstance(previous, bytes) else str(previous)

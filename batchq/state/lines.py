@@ -33,6 +33,29 @@ def script(name: str) -> str:
     return resources.files("batchq.state").joinpath("scripts", name).read_text()
 
 
+def run_script(
+    client: redis.Redis[bytes],
+    pipe: redis.client.Pipeline[bytes] | None,
+    code: Any,
+    keys_: list[str],
+    args: list[Any],
+) -> Any:
+    """Run ``code`` now, or queue it on ``pipe`` as a bare EVALSHA.
+
+    A Script object on a pipeline makes redis-py send SCRIPT EXISTS on every execute (one more round trip per
+    request); the caller of a pipeline catches NoScriptError (Redis restarted) with :func:`load_scripts`.
+    """
+    if pipe is None:
+        return code(keys=keys_, args=args, client=client)
+    return pipe.evalsha(code.sha, len(keys_), *keys_, *args)
+
+
+def load_scripts(client: redis.Redis[bytes], *codes: Any) -> None:
+    """SCRIPT LOAD each of ``codes`` (redis-py Script objects; the stubs lag behind redis-py 8, hence Any)."""
+    for code in codes:
+        client.script_load(code.script)  # type: ignore[no-untyped-call]
+
+
 def pack_index(entries: Iterable[tuple[int, int, int]]) -> bytes:
     """Pack (line_no, offset, length) entries, as FileValidator reports them."""
     return b"".join(INDEX_ENTRY.pack(offset, length, line_no) for line_no, offset, length in entries)
@@ -173,10 +196,12 @@ class LineState:
         self, pipe: redis.client.Pipeline[bytes], batch_id: str, owner: str, lines: Iterable[int], lease_s: float
     ) -> None:
         """Queue the heartbeat of ``owner``'s leases on ``lines`` of one batch onto ``pipe``."""
-        self._renew(
-            keys=[keys.batch_leases(batch_id), keys.batch_open(batch_id)],
-            args=[owner, int(lease_s * 1000), *lines],
-            client=pipe,
+        run_script(
+            self.redis,
+            pipe,
+            self._renew,
+            [keys.batch_leases(batch_id), keys.batch_open(batch_id)],
+            [owner, int(lease_s * 1000), *lines],
         )
 
     def hold_for_requeue(
@@ -215,8 +240,11 @@ class LineState:
     ) -> Any:
         """Record the outcome of ``line`` once (queued on ``pipe``, or run now when it is None)."""
         u = usage or Usage()
-        return self._record(
-            keys=[
+        return run_script(
+            self.redis,
+            pipe,
+            self._record,
+            [
                 keys.batch_outcomes(batch_id),
                 keys.batch_counts(batch_id),
                 keys.batch_leases(batch_id),
@@ -225,8 +253,9 @@ class LineState:
                 keys.metrics_totals(),
                 keys.sched_queued(),
                 keys.sched_account_queued(account),
+                keys.metrics_account(account),
             ],
-            args=[
+            [
                 line,
                 outcome_json(outcome),
                 "completed" if success else "failed",
@@ -238,8 +267,11 @@ class LineState:
                 u.cached_tokens,
                 u.reasoning_tokens,
             ],
-            client=pipe if pipe is not None else self.redis,
         )
+
+    def load_scripts(self) -> None:
+        """Load the scripts that pipelines run by sha (at start, and after Redis lost them)."""
+        load_scripts(self.redis, self._claim, self._renew, self._record)
 
     @staticmethod
     def recorded(reply: Any) -> OutcomeRecorded:

@@ -13,7 +13,7 @@ from typing import Any
 import redis
 
 from batchq import keys
-from batchq.state.lines import script
+from batchq.state.lines import load_scripts, run_script, script
 
 
 class Schedule:
@@ -41,11 +41,16 @@ class Schedule:
 
     def feed_on(self, pipe: redis.client.Pipeline[bytes] | None, limit: int) -> Any:
         """Pick up to ``limit`` lines (within the window); queued on ``pipe``, or run now when it is None."""
-        return self._feed(
-            keys=[keys.sched_accounts(), keys.sched_urgent(), keys.sched_queued(), keys.sched_weights()],
-            args=[self.window, self.chunk, self.due_back_ms, keys.PREFIX, limit],
-            client=pipe if pipe is not None else self.redis,
+        return run_script(
+            self.redis,
+            pipe,
+            self._feed,
+            [keys.sched_accounts(), keys.sched_urgent(), keys.sched_queued(), keys.sched_weights()],
+            [self.window, self.chunk, self.due_back_ms, keys.PREFIX, limit],
         )
+
+    def load_scripts(self) -> None:
+        load_scripts(self.redis, self._feed, self._schedule)
 
     def feed(self, limit: int | None = None) -> list[tuple[str, int]]:
         """Pick up to ``limit`` lines (default: as many as the window has room for), now."""

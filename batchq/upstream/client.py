@@ -11,6 +11,8 @@ from typing import Any
 
 import httpx
 
+from batchq.redact import redact, redact_json
+
 #: Header names that carry the line's identity upstream (the simulator counts deliveries by them).
 BATCH_ID_HEADER = "X-Batchq-Batch-Id"
 CUSTOM_ID_HEADER = "X-Batchq-Custom-Id"
@@ -41,9 +43,10 @@ class UpstreamAnswer:
         return f"upstream_http_{self.status_code}"
 
     def error_message(self) -> str:
+        """The upstream's message for the error line, with secrets and token-looking strings redacted."""
         err = self.body.get("error") if isinstance(self.body, dict) else None
         if isinstance(err, dict) and isinstance(err.get("message"), str):
-            return str(err["message"])
+            return redact(str(err["message"]))
         if 200 <= self.status_code < 300:
             return "The upstream answered 2xx without a JSON object body."
         return f"The upstream answered HTTP {self.status_code}."
@@ -88,13 +91,17 @@ class UpstreamClient:
         except httpx.TimeoutException as exc:
             return UpstreamFailure("upstream_timeout", f"The upstream did not answer in time ({type(exc).__name__}).")
         except httpx.TransportError as exc:
+            detail = redact(str(exc)[:200], (api_key,))
             return UpstreamFailure(
-                "upstream_unreachable", f"Could not reach the upstream: {type(exc).__name__}: {str(exc)[:200]}"
+                "upstream_unreachable", f"Could not reach the upstream: {type(exc).__name__}: {detail}"
             )
         try:
             parsed: Any = response.json()
         except ValueError:
             parsed = response.text[:4000]
+        if not 200 <= response.status_code < 300:
+            # An error body goes into the user's error line: OpenAI's 401 quotes parts of the key.
+            parsed = redact_json(parsed, (api_key,))
         return UpstreamAnswer(response.status_code, parsed, {k.lower(): v for k, v in response.headers.items()})
 
     def close(self) -> None:

@@ -23,6 +23,7 @@ def make_stack(
     def build(*, storage: str = "local", s3_bucket: str | None = None, **settings: str) -> Stack:
         env = {
             "BATCHQ_REDIS_URL": redis_url,
+            "BATCHQ_LOCAL_MODE": "true",  # tests without api_keys= run keyless on loopback; keys override it
             "BATCHQ_UPSTREAM_URL": sim,
             "BATCHQ_STORAGE_URL": f"file://{tmp_path / 'store'}" if storage == "local" else f"s3://{s3_bucket}/data",
             "BATCHQ_S3_ENDPOINT_URL": moto_endpoint,

@@ -373,6 +373,49 @@ def api_cases(api: str) -> list[tuple[str, httpx.Response, int, str | None, str 
             "invalid_value",
             "order",
         ),
+        (
+            "create body over 1 MiB",
+            create(api, good_file, metadata={"k": "v"}, pad="p" * (1024 * 1024 + 1)),
+            413,
+            "request_too_large",
+            None,
+        ),
+        (
+            "create deeply nested",
+            httpx.post(
+                batches,
+                headers={**KEY_A, "content-type": "application/json"},
+                content=b'{"input_file_id": "'
+                + good_file.encode()
+                + b'", "x": '
+                + b"[" * 50_000
+                + b"]" * 50_000
+                + b"}",
+            ),
+            400,
+            "invalid_json",
+            None,
+        ),
+        (
+            "idempotency key too long",
+            httpx.post(
+                batches,
+                headers={**KEY_A, "Idempotency-Key": "k" * 256},
+                json={"input_file_id": good_file, "endpoint": "/v1/chat/completions"},
+            ),
+            400,
+            "invalid_idempotency_key",
+            None,
+        ),
+        (
+            "upload with too many fields",
+            post_file(
+                files={"file": ("a.jsonl", dumps(GOOD))}, data={"purpose": "batch", **{f"f{i}": "v" for i in range(20)}}
+            ),
+            400,
+            "too_many_fields",
+            None,
+        ),
         ("no api key", httpx.get(batches), 401, "missing_api_key", None),
         (
             "malformed auth header",

@@ -24,7 +24,7 @@ CHAT = "/v1/chat/completions"
 @pytest.fixture
 def client(redis: redis_lib.Redis, redis_url: str, tmp_path: Path) -> Iterator[TestClient]:
     """Default settings: BATCHQ_MIN_EXPIRES_AFTER_S is 3600."""
-    with TestClient(create_app(Settings(redis_url=redis_url, storage_url=f"file://{tmp_path}"))) as c:
+    with TestClient(create_app(Settings(redis_url=redis_url, storage_url=f"file://{tmp_path}", local_mode=True))) as c:
         yield c
 
 
@@ -96,15 +96,15 @@ def test_reaper_deletes_expired_files_but_not_an_input_in_use(redis: redis_lib.R
               storage_key="files/later", created_at=now, expires_after_s=3600)  # fmt: skip
     assert files.storage_bytes() == {"a": 15}
     # Given an active batch of the account that still reads expired-in
-    redis.hset(keys.batch_record("batch_x"), mapping={"account": "a", "input_file_id": "expired-in"})
-    redis.sadd(keys.account_active("a"), "batch_x")
+    redis.hset(keys.batch_record("batch_x"), mapping={"account": "a", "status": "in_progress"})
+    assert files.add_reader("expired-in", "batch_x")
     # When the reaper runs, Then only the expired file no batch reads is gone (record and bytes)
     assert reap_expired(redis, files, store) == ["expired-out"]
     assert files.get("expired-out") is None and not (tmp_path / "store" / "files" / "expired-out").exists()
     assert files.get("expired-in") is not None and files.get("later") is not None
     assert files.storage_bytes() == {"a": 10}
     # When the batch ends, Then the next round reaps the input too
-    redis.srem(keys.account_active("a"), "batch_x")
+    redis.hset(keys.batch_record("batch_x"), "status", "completed")
     assert reap_expired(redis, files, store) == ["expired-in"]
     assert reap_expired(redis, files, store) == []
 

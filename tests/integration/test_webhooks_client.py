@@ -23,7 +23,9 @@ from batchq.webhooks.signing import signature_headers
 
 @pytest.fixture
 def api(redis: redis_lib.Redis, redis_url: str, tmp_path: Path) -> Iterator[TestClient]:
-    settings = Settings(redis_url=redis_url, storage_url=f"file://{tmp_path}", webhook_allow_private=True)
+    settings = Settings(
+        redis_url=redis_url, storage_url=f"file://{tmp_path}", webhook_allow_private=True, local_mode=True
+    )
     with TestClient(create_app(settings)) as c:
         yield c
 

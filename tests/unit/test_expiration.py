@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from batchq.api.errors import BadRequestProblem
+from batchq.api.expiry import parse_batch_output_expiry, parse_expires_after, parse_upload_expiry
 from batchq.config import Settings
-from batchq.errors import InvalidRequestError
-from batchq.expiration import MAX_EXPIRES_AFTER_S, parse_batch_output_expiry, parse_expires_after, parse_upload_expiry
+from batchq.expiration import MAX_EXPIRES_AFTER_S, output_expiry_field, output_expiry_s
 from batchq.retention import storage_metric_lines
 
 
@@ -14,7 +15,7 @@ def test_default_minimum_is_an_hour_and_refuses_less() -> None:
     min_s = Settings().min_expires_after_s
     assert min_s == 3600
     assert parse_expires_after({"anchor": "created_at", "seconds": 3600}, param="p", min_s=min_s) == 3600
-    with pytest.raises(InvalidRequestError) as info:
+    with pytest.raises(BadRequestProblem) as info:
         parse_expires_after({"anchor": "created_at", "seconds": 3599}, param="p", min_s=min_s)
     assert info.value.param == "p.seconds" and info.value.status_code == 400
 
@@ -32,7 +33,7 @@ def test_default_minimum_is_an_hour_and_refuses_less() -> None:
     ],
 )
 def test_bad_values_name_their_parameter(value: object, param: str) -> None:
-    with pytest.raises(InvalidRequestError) as info:
+    with pytest.raises(BadRequestProblem) as info:
         parse_expires_after(value, param="p", min_s=3600)
     assert info.value.param == param
 
@@ -54,3 +55,9 @@ def test_storage_metric_lines_escape_and_clamp() -> None:
     lines = storage_metric_lines({'we"ird': 10, "neg": -5})
     assert 'batchq_storage_bytes{account="we\\"ird"} 10' in lines
     assert 'batchq_storage_bytes{account="neg"} 0' in lines
+
+
+def test_output_expiry_defaults_to_the_setting() -> None:
+    assert output_expiry_s(None, 99) == 99
+    assert output_expiry_s(output_expiry_field(7200), 99) == 7200
+    assert output_expiry_field(None) is None

@@ -1,8 +1,10 @@
-"""/v1/files: upload, list, retrieve, content, delete."""
+"""/v1/files: upload, list, retrieve, content, delete.
+
+Only the upload is ``async`` (it streams the body); its Redis and store calls go to the threadpool. The other
+handlers are sync, so FastAPI runs them in its threadpool and a stalled dependency never blocks the event loop.
+"""
 
 from __future__ import annotations
-
-from collections.abc import Iterator
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
@@ -10,13 +12,13 @@ from starlette.concurrency import run_in_threadpool
 
 from batchq import keys
 from batchq.api.deps import AccountDep, ServicesDep
+from batchq.api.errors import BadRequestProblem, ConflictProblem, NotFoundProblem
+from batchq.api.expiry import parse_upload_expiry
 from batchq.api.params import list_limit
+from batchq.api.streaming import primed_stream
 from batchq.api.upload import receive_upload
-from batchq.errors import InvalidRequestError, NotFoundError
-from batchq.expiration import parse_upload_expiry
 from batchq.keys import new_file_id
 from batchq.schemas import FileDeleted, FileList, FileObject
-from batchq.storage import ObjectStore
 
 router = APIRouter(prefix="/files", tags=["files"])
 
@@ -29,31 +31,35 @@ async def create_file(request: Request, services: ServicesDep, account: AccountD
     """Upload a file (multipart: ``file``, ``purpose=batch``); streamed to the store."""
     file_id = new_file_id()
     storage_key = keys.storage_key(file_id)
-    upload = await receive_upload(request, services.store, storage_key, services.settings.max_file_bytes)
+    settings = services.settings
+    upload = await receive_upload(
+        request, services.store, storage_key, settings.max_file_bytes, settings.max_form_fields
+    )
     try:
         purpose = upload.fields.get("purpose")
         if not upload.stored:
-            raise InvalidRequestError(
+            raise BadRequestProblem(
                 "Missing required parameter: 'file'.", code="missing_required_parameter", param="file"
             )
         if purpose is None:
-            raise InvalidRequestError(
+            raise BadRequestProblem(
                 "Missing required parameter: 'purpose'.", code="missing_required_parameter", param="purpose"
             )
         if purpose not in UPLOAD_PURPOSES:
-            raise InvalidRequestError(
+            raise BadRequestProblem(
                 f"Invalid value for 'purpose': {purpose!r}. Supported values are: 'batch'.",
                 code="invalid_value",
                 param="purpose",
             )
         if upload.size == 0:
-            raise InvalidRequestError("The uploaded file is empty.", code="empty_file", param="file")
+            raise BadRequestProblem("The uploaded file is empty.", code="empty_file", param="file")
         expires_after_s = parse_upload_expiry(upload.fields, min_s=services.settings.min_expires_after_s)  # issue 14
-    except InvalidRequestError:
+    except BadRequestProblem:
         if upload.stored:
             await run_in_threadpool(services.store.delete, storage_key)
         raise
-    return services.files.add(
+    return await run_in_threadpool(
+        services.files.add,
         file_id=file_id,
         account=account,
         filename=upload.filename or "upload.jsonl",
@@ -76,11 +82,9 @@ def list_files(
     """List the account's files."""
     n = list_limit(limit, default=10_000, maximum=10_000)
     if order not in ("asc", "desc"):
-        raise InvalidRequestError(
-            "Invalid value for 'order': use 'asc' or 'desc'.", code="invalid_value", param="order"
-        )
+        raise BadRequestProblem("Invalid value for 'order': use 'asc' or 'desc'.", code="invalid_value", param="order")
     if after is not None and services.files.get(after, account) is None:
-        raise InvalidRequestError(f"Invalid 'after': no file {after!r}.", code="invalid_value", param="after")
+        raise BadRequestProblem(f"Invalid 'after': no file {after!r}.", code="invalid_value", param="after")
     data, has_more = services.files.list(account, after=after, limit=n, order=order, purpose=purpose)
     return FileList(
         data=data, first_id=data[0].id if data else None, last_id=data[-1].id if data else None, has_more=has_more
@@ -103,7 +107,7 @@ def read_file_content(file_id: str, services: ServicesDep, account: AccountDep) 
     if record is None:
         raise _no_file(file_id)
     return StreamingResponse(
-        _stream(services.store, record["storage_key"]),
+        primed_stream(services.store.iter_chunks(record["storage_key"]), f"file {file_id}"),
         media_type="application/octet-stream",
         headers={"content-length": str(record["bytes"])},
     )
@@ -111,18 +115,20 @@ def read_file_content(file_id: str, services: ServicesDep, account: AccountDep) 
 
 @router.delete("/{file_id}")
 def delete_file(file_id: str, services: ServicesDep, account: AccountDep) -> FileDeleted:
-    """Delete a file and its bytes."""
+    """Delete a file and its bytes; 409 while an active batch reads it."""
     record = services.files.record(file_id, account)
     if record is None:
         raise _no_file(file_id)
-    services.files.delete(file_id, account)
+    reader = services.files.delete_unless_read(file_id, account)
+    if reader is not None:
+        raise ConflictProblem(
+            f"File {file_id} is the input of batch {reader}, which has not finished; cancel it or wait for it.",
+            code="file_in_use",
+            param="file_id",
+        )
     services.store.delete(record["storage_key"])
     return FileDeleted(id=file_id, deleted=True)
 
 
-def _stream(store: ObjectStore, key: str) -> Iterator[bytes]:
-    yield from store.iter_chunks(key)
-
-
-def _no_file(file_id: str) -> NotFoundError:
-    return NotFoundError(f"No such File object: {file_id}", code="file_not_found", param="file_id")
+def _no_file(file_id: str) -> NotFoundProblem:
+    return NotFoundProblem(f"No such File object: {file_id}", code="file_not_found", param="file_id")

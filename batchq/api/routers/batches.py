@@ -1,7 +1,12 @@
-"""/v1/batches: create, list, retrieve, cancel, results (partial or final), delete."""
+"""/v1/batches: create, list, retrieve, cancel, results (partial or final), delete.
+
+Every handler is sync ``def`` (FastAPI runs it in its threadpool): they all talk to Redis, the broker or the
+store. The create body is read with a cap by an async dependency before the handler runs.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from typing import Any
@@ -9,58 +14,64 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from batchq import keys
-from batchq.api.batch_params import parse_create_body
-from batchq.api.deps import AccountDep, ServicesDep
-from batchq.api.params import list_limit
+from batchq.api.bodies import CreateBodyDep
+from batchq.api.deps import AccountDep, Services, ServicesDep
+from batchq.api.errors import BadRequestProblem, ConflictProblem, LimitReachedProblem, NotFoundProblem
+from batchq.api.expiry import parse_batch_output_expiry
+from batchq.api.idempotency import Claim, check_key
+from batchq.api.params import CreateParams, list_limit, parse_create_body
+from batchq.api.streaming import primed_stream
 from batchq.broker import INTAKE_TASK
-from batchq.errors import ConflictError, InvalidRequestError, NotFoundError, RateLimitError
-from batchq.expiration import output_expiry_field, parse_batch_output_expiry
+from batchq.expiration import output_expiry_field
 from batchq.keys import new_batch_id
 from batchq.pipeline.results import iter_results
-from batchq.schemas import FINAL_STATUSES, Batch, BatchList
+from batchq.schemas import FINAL_STATUSES, Batch
 from batchq.state import LineState
 
 router = APIRouter(prefix="/batches", tags=["batches"])
 
-#: How long an Idempotency-Key keeps answering with the batch it created.
-IDEMPOTENCY_TTL_S = 24 * 3600
 #: Statuses from which a cancel moves the batch to ``cancelling``.
 CANCELLABLE = ("validating", "in_progress", "finalizing")
 
 
 @router.post("")
-async def create_batch(request: Request, services: ServicesDep, account: AccountDep) -> JSONResponse:
+def create_batch(request: Request, body: CreateBodyDep, services: ServicesDep, account: AccountDep) -> JSONResponse:
     """Create a batch from an uploaded file; it starts in ``validating``."""
-    body = await request.body()
     params = parse_create_body(request.headers.get("content-type"), body)
     output_expires_after_s = parse_batch_output_expiry(body, min_s=services.settings.min_expires_after_s)  # issue 14
+    idem_key = check_key(request.headers.get("idempotency-key"))
     record = services.files.record(params.input_file_id, account)
     if record is None:
-        raise NotFoundError(
-            f"Cannot find file {params.input_file_id}, or you do not have access to it.",
-            code="invalid_request",
-            param="input_file_id",
-        )
+        raise _no_input(params.input_file_id)
     if record["purpose"] != "batch":
-        raise InvalidRequestError(
+        raise BadRequestProblem(
             f"File {params.input_file_id} has purpose {record['purpose']!r}; a batch input must have purpose 'batch'.",
             code="invalid_value",
             param="input_file_id",
         )
-
-    idem_key = request.headers.get("idempotency-key")
-    redis = services.redis
     batch_id = new_batch_id()
-    if idem_key:
-        slot = keys.idempotency(account, idem_key[:200])
-        if not redis.set(slot, batch_id, nx=True, ex=IDEMPOTENCY_TTL_S):
-            existing = redis.get(slot)
-            found = services.state.get(existing.decode(), account) if existing else None
-            if found is not None:
-                return _json(found)
-            redis.set(slot, batch_id, ex=IDEMPOTENCY_TTL_S)  # the first try died before creating: take over
+    claim: Claim | None = None
+    if idem_key is not None:
+        earlier = services.idempotency.claim(account, idem_key, params.body_hash, batch_id)
+        if isinstance(earlier, Batch):
+            return _json(earlier)
+        claim = earlier
+    try:
+        batch = _create(services, account, batch_id, params, output_expires_after_s)
+    except BaseException:
+        if claim is not None:
+            with contextlib.suppress(Exception):  # the claim expires on its own if Redis is the problem
+                services.idempotency.release(claim)
+        raise
+    if claim is not None:
+        services.idempotency.complete(claim)
+    return _json(batch)
 
+
+def _create(
+    services: Services, account: str, batch_id: str, params: CreateParams, output_expires_after_s: int | None
+) -> Batch:
+    """Store the batch, record it as a reader of its input, send the intake task; undone on failure."""
     now = int(time.time())
     window_s = params.window_s or services.settings.completion_window_s
     created = services.state.create(
@@ -82,31 +93,53 @@ async def create_batch(request: Request, services: ServicesDep, account: Account
         services.settings.max_active_batches,
     )
     if not created:
-        if idem_key:
-            redis.delete(keys.idempotency(account, idem_key[:200]))
-        raise RateLimitError(
+        raise LimitReachedProblem(
             f"You have {services.settings.max_active_batches} active batches, the most allowed at once "
             "(BATCHQ_MAX_ACTIVE_BATCHES). Wait for one to finish or cancel one.",
             code="batch_limit_exceeded",
         )
-    services.producer.send_task(INTAKE_TASK, args=[batch_id], task_id=f"intake-{batch_id}")
+    try:
+        if not services.files.add_reader(params.input_file_id, batch_id):  # deleted since we looked
+            raise _no_input(params.input_file_id)
+        # ignore_result: nothing waits on intake's result, and without it Celery's Redis backend subscribes
+        # the API to a pub/sub channel per batch (with the backend's own, much longer socket timeout).
+        services.producer.send_task(INTAKE_TASK, args=[batch_id], task_id=f"intake-{batch_id}", ignore_result=True)
+    except BaseException:
+        # Nothing ran yet: forget the batch so that a retry creates it afresh (best effort in an outage).
+        with contextlib.suppress(Exception):
+            services.files.release_reader(params.input_file_id, batch_id)
+        with contextlib.suppress(Exception):
+            services.state.delete(batch_id, account)
+        raise
     batch = services.state.get(batch_id)
     assert batch is not None
-    return _json(batch)
+    return batch
+
+
+def _no_input(file_id: str) -> NotFoundProblem:
+    return NotFoundProblem(
+        f"Cannot find file {file_id}, or you do not have access to it.", code="invalid_request", param="input_file_id"
+    )
 
 
 @router.get("")
 def list_batches(
     services: ServicesDep, account: AccountDep, after: str | None = None, limit: str | None = None
-) -> BatchList:
+) -> JSONResponse:
     """List the account's batches, newest first."""
     n = list_limit(limit, default=20, maximum=100)
     if after is not None and services.state.get(after, account) is None:
-        raise InvalidRequestError(f"Invalid 'after': no batch {after!r}.", code="invalid_value", param="after")
+        raise BadRequestProblem(f"Invalid 'after': no batch {after!r}.", code="invalid_value", param="after")
     ids, has_more = services.state.list_ids(account, after, n)
     data = [b for b in (services.state.get(i) for i in ids) if b is not None]
-    return BatchList(
-        data=data, first_id=data[0].id if data else None, last_id=data[-1].id if data else None, has_more=has_more
+    return JSONResponse(
+        {
+            "object": "list",
+            "data": [_public(b) for b in data],
+            "first_id": data[0].id if data else None,
+            "last_id": data[-1].id if data else None,
+            "has_more": has_more,
+        }
     )
 
 
@@ -125,7 +158,9 @@ def cancel_batch(batch_id: str, services: ServicesDep, account: AccountDep) -> J
     if services.state.transition(batch_id, CANCELLABLE, "cancelling") is None:
         current = _get(services, batch_id, account)
         if current.status not in ("cancelling", "cancelled"):
-            raise ConflictError(f"Cannot cancel a batch with status '{current.status}'.", code="batch_not_cancellable")
+            raise ConflictProblem(
+                f"Cannot cancel a batch with status '{current.status}'.", code="batch_not_cancellable"
+            )
     return _json(_get(services, batch_id, account))
 
 
@@ -136,7 +171,7 @@ def read_batch_results(
     """Result lines (output and error merged) in input order; ``partial=true`` while the batch runs."""
     batch = _get(services, batch_id, account)
     if batch.status not in FINAL_STATUSES and not partial:
-        raise ConflictError(
+        raise ConflictProblem(
             f"Batch {batch_id} is '{batch.status}'; its results are ready when it ends. Pass partial=true "
             "for the lines finished so far.",
             code="batch_not_final",
@@ -144,22 +179,30 @@ def read_batch_results(
     record = services.state.get_record(batch_id)
     assert record is not None
     lines = iter_results(services.store, services.files, LineState(services.state.redis), record)
-    return StreamingResponse((line + b"\n" for line in lines), media_type="application/x-ndjson")
+    return StreamingResponse(
+        primed_stream((line + b"\n" for line in lines), f"results of {batch_id}"), media_type="application/x-ndjson"
+    )
 
 
 @router.delete("/{batch_id}")
 def delete_batch(batch_id: str, services: ServicesDep, account: AccountDep) -> dict[str, Any]:
-    """Delete a finished batch with its input, output and error files."""
+    """Delete a finished batch with its output and error files, and its input unless another batch reads it."""
     batch = _get(services, batch_id, account)
     if batch.status not in FINAL_STATUSES:
-        raise ConflictError(
+        raise ConflictProblem(
             f"Cannot delete a batch with status '{batch.status}'; cancel it first.", code="batch_not_final"
         )
+    services.files.release_reader(batch.input_file_id, batch_id)
     for file_id in (batch.input_file_id, batch.output_file_id, batch.error_file_id):
         record = services.files.record(file_id, account) if file_id else None
-        if record is not None:
+        if record is None:
+            continue
+        if file_id == batch.input_file_id:
+            if services.files.delete_unless_read(record["id"], account) is not None:
+                continue  # an active batch reads it: the input stays
+        else:
             services.files.delete(record["id"], account)
-            services.store.delete(record["storage_key"])
+        services.store.delete(record["storage_key"])
     services.state.delete(batch_id, account)
     return {"id": batch_id, "object": "batch.deleted", "deleted": True}
 
@@ -167,10 +210,20 @@ def delete_batch(batch_id: str, services: ServicesDep, account: AccountDep) -> d
 def _get(services: ServicesDep, batch_id: str, account: str) -> Batch:
     batch = services.state.get(batch_id, account)
     if batch is None:
-        raise NotFoundError(f"No such Batch object: {batch_id}", code="batch_not_found", param="batch_id")
+        raise NotFoundProblem(f"No such Batch object: {batch_id}", code="batch_not_found", param="batch_id")
     return batch
 
 
 def _json(batch: Batch) -> JSONResponse:
     """The batch as JSON, extra fields included (FastAPI's response_model would drop them)."""
-    return JSONResponse(json.loads(batch.model_dump_json()))
+    return JSONResponse(_public(batch))
+
+
+def _public(batch: Batch) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(batch.model_dump_json())
+    # The record keeps every scalar as text; the source document's timeout_minutes is a number.
+    minutes = data.get("timeout_minutes")
+    if isinstance(minutes, str):
+        number = float(minutes)
+        data["timeout_minutes"] = int(number) if number.is_integer() else number
+    return data

@@ -6,11 +6,11 @@ import json
 from typing import Any
 
 from fastapi import APIRouter, Request
-from starlette.concurrency import run_in_threadpool
 
+from batchq.api.bodies import CreateBodyDep
 from batchq.api.deps import AccountDep, ServicesDep
+from batchq.api.errors import BadRequestProblem, NotFoundProblem
 from batchq.api.params import list_limit
-from batchq.errors import InvalidRequestError, NotFoundError
 from batchq.webhooks.deliveries import DeliveryStore, public_delivery
 from batchq.webhooks.registry import EVENT_TYPES, MAX_ENDPOINTS_PER_ACCOUNT, Endpoint, EndpointRegistry
 from batchq.webhooks.targets import WebhookTargetError, resolve_target
@@ -22,29 +22,31 @@ MAX_NAME_CHARS = 256
 
 
 @router.post("")
-async def create_webhook_endpoint(request: Request, services: ServicesDep, account: AccountDep) -> dict[str, Any]:
+def create_webhook_endpoint(
+    request: Request, body: CreateBodyDep, services: ServicesDep, account: AccountDep
+) -> dict[str, Any]:
     """Register a URL for batch events; the answer holds the signing secret, shown this once."""
-    data = _json_object(request.headers.get("content-type"), await request.body())
+    data = _json_object(request.headers.get("content-type"), body)
     url = data.get("url")
     if url is None:
-        raise InvalidRequestError("Missing required parameter: 'url'.", code="missing_required_parameter", param="url")
+        raise BadRequestProblem("Missing required parameter: 'url'.", code="missing_required_parameter", param="url")
     if not isinstance(url, str):
-        raise InvalidRequestError("Invalid type for 'url': expected a string.", code="invalid_type", param="url")
+        raise BadRequestProblem("Invalid type for 'url': expected a string.", code="invalid_type", param="url")
     events = _events(data)
     name = data.get("name", "")
     if not isinstance(name, str) or len(name) > MAX_NAME_CHARS:
-        raise InvalidRequestError(
+        raise BadRequestProblem(
             f"Invalid 'name': expected a string of at most {MAX_NAME_CHARS} characters.",
             code="invalid_value",
             param="name",
         )
-    try:  # DNS may block: off the event loop
-        await run_in_threadpool(resolve_target, url, allow_private=services.settings.webhook_allow_private)
+    try:  # DNS may block: this handler runs in the threadpool, off the event loop
+        resolve_target(url, allow_private=services.settings.webhook_allow_private)
     except WebhookTargetError as exc:
-        raise InvalidRequestError(f"Invalid 'url': {exc}", code="invalid_url", param="url") from None
+        raise BadRequestProblem(f"Invalid 'url': {exc}", code="invalid_url", param="url") from None
     registry = EndpointRegistry(services.redis)
     if registry.count(account) >= MAX_ENDPOINTS_PER_ACCOUNT:
-        raise InvalidRequestError(
+        raise BadRequestProblem(
             f"An account may have at most {MAX_ENDPOINTS_PER_ACCOUNT} webhook endpoints; delete one first.",
             code="too_many_webhook_endpoints",
         )
@@ -61,7 +63,7 @@ def list_webhook_endpoints(
     if after is not None:
         ids = [e.id for e in endpoints]
         if after not in ids:
-            raise InvalidRequestError(
+            raise BadRequestProblem(
                 f"Invalid 'after': no webhook endpoint {after!r}.", code="invalid_value", param="after"
             )
         endpoints = endpoints[ids.index(after) + 1 :]
@@ -98,7 +100,7 @@ def list_webhook_deliveries(
 def _get(services: ServicesDep, endpoint_id: str, account: str) -> Endpoint:
     endpoint = EndpointRegistry(services.redis).get(endpoint_id, account)
     if endpoint is None:
-        raise NotFoundError(
+        raise NotFoundProblem(
             f"No such webhook endpoint: {endpoint_id}", code="webhook_endpoint_not_found", param="endpoint_id"
         )
     return endpoint
@@ -116,15 +118,15 @@ def _page(data: list[dict[str, Any]], *, has_more: bool) -> dict[str, Any]:
 
 def _json_object(content_type: str | None, body: bytes) -> dict[str, Any]:
     if not (content_type or "").lower().startswith("application/json"):
-        raise InvalidRequestError(
+        raise BadRequestProblem(
             "The request body must be JSON (Content-Type: application/json).", code="invalid_content_type"
         )
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError):
-        raise InvalidRequestError("The request body is not valid JSON.", code="invalid_json") from None
+        raise BadRequestProblem("The request body is not valid JSON.", code="invalid_json") from None
     if not isinstance(data, dict):
-        raise InvalidRequestError("The request body must be a JSON object.", code="invalid_json")
+        raise BadRequestProblem("The request body must be a JSON object.", code="invalid_json")
     return data
 
 
@@ -135,12 +137,12 @@ def _events(data: dict[str, Any]) -> list[str]:
     if raw is None:
         return list(EVENT_TYPES)
     if not isinstance(raw, list) or not raw or not all(isinstance(e, str) for e in raw):
-        raise InvalidRequestError(
+        raise BadRequestProblem(
             f"Invalid type for '{param}': expected a non-empty array of event types.", code="invalid_type", param=param
         )
     unknown = [e for e in raw if e not in EVENT_TYPES]
     if unknown:
-        raise InvalidRequestError(
+        raise BadRequestProblem(
             f"Invalid value for '{param}': {unknown[0]!r}. Supported values are: "
             + ", ".join(repr(e) for e in EVENT_TYPES)
             + ".",

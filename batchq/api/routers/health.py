@@ -1,7 +1,14 @@
-"""Liveness and Prometheus metrics."""
+"""Liveness, readiness and Prometheus metrics.
+
+``/livez`` is async and touches nothing, so it answers while every threadpool slot waits on a stalled
+dependency. ``/healthz`` checks Redis and the store in threads of its own limiter, each within a deadline.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import anyio
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, PlainTextResponse
 
@@ -12,29 +19,37 @@ from batchq.retention import storage_metric_lines
 
 router = APIRouter(tags=["health"])
 
+#: Threads for health checks, apart from the request handlers' pool (which a stall may have filled).
+_HEALTH_THREADS = anyio.CapacityLimiter(4)
+
 
 @router.get("/livez")
-def livez() -> JSONResponse:
+async def livez() -> JSONResponse:
     """200 while the process serves requests (a liveness probe that does not restart it during an outage)."""
     return JSONResponse({"status": "ok"})
 
 
 @router.get("/healthz")
-def healthz(services: ServicesDep) -> JSONResponse:
-    """200 when Redis and the object store answer, 503 otherwise."""
-    checks: dict[str, str] = {}
-    try:
-        services.redis.ping()
-        checks["redis"] = "ok"
-    except Exception as exc:  # noqa: BLE001 - any failure is "down", reported as such
-        checks["redis"] = f"error: {type(exc).__name__}"
-    try:
-        services.store.ping()
-        checks["store"] = "ok"
-    except Exception as exc:  # noqa: BLE001
-        checks["store"] = f"error: {type(exc).__name__}"
+async def healthz(services: ServicesDep) -> JSONResponse:
+    """200 when Redis and the object store answer, 503 with what is down otherwise."""
+    # One read timeout and a second of slack: a stalled dependency is reported, not waited out with retries.
+    checks = {
+        "redis": await _check(services.redis.ping, services.settings.api_redis_timeout_s + 1),
+        "store": await _check(services.store.ping, services.settings.api_store_timeout_s + 1),
+    }
     healthy = all(v == "ok" for v in checks.values())
     return JSONResponse({"status": "ok" if healthy else "degraded", **checks}, status_code=200 if healthy else 503)
+
+
+async def _check(ping: Callable[[], object], deadline_s: float) -> str:
+    try:
+        with anyio.fail_after(deadline_s):
+            await anyio.to_thread.run_sync(ping, abandon_on_cancel=True, limiter=_HEALTH_THREADS)
+        return "ok"
+    except TimeoutError:
+        return "error: no answer within the deadline"
+    except Exception as exc:  # noqa: BLE001 - any failure is "down", reported as such
+        return f"error: {type(exc).__name__}"
 
 
 @router.get("/metrics")
