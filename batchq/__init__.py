@@ -55,6 +55,7 @@ if TYPE_CHECKING:
         FileObject,
         RequestCounts,
     )
+    from batchq.webhooks.signing import WebhookVerificationError, verify_webhook
 
 __all__ = [
     # functions of the source document
@@ -65,6 +66,7 @@ __all__ = [
     "wait",
     "delete_batch",
     "retry_failed",
+    "verify_webhook",
     # clients
     "Client",
     "AsyncClient",
@@ -84,6 +86,7 @@ __all__ = [
     "APITimeoutError",
     "BatchFailedError",
     "WaitTimeoutError",
+    "WebhookVerificationError",
     # objects
     "Batch",
     "BatchDeleted",
@@ -103,6 +106,7 @@ _LAZY_MODULES: dict[str, str] = {
     **dict.fromkeys(["Client", "AsyncClient"], "batchq.client"),
     **dict.fromkeys(["SyncPage", "AsyncPage"], "batchq.client.pages"),
     "BatchDeleted": "batchq.client.objects",
+    **dict.fromkeys(["verify_webhook", "WebhookVerificationError"], "batchq.webhooks.signing"),
     **dict.fromkeys(
         [
             "APIError",

@@ -17,8 +17,11 @@ INTAKE_TASK = "batchq.intake_batch"
 REQUEST_TASK = "batchq.process_request"
 FINALIZE_TASK = "batchq.finalize_batch"
 SWEEP_TASK = "batchq.sweep"
+WEBHOOK_TASK = "batchq.deliver_webhook"
+#: Webhook deliveries' own queue (workers/webhooks.py adds it to every worker consuming "finalize").
+WEBHOOK_QUEUE = "webhooks"
 
-QUEUES = ("intake", "requests", "finalize")
+QUEUES = ("intake", "requests", "finalize", WEBHOOK_QUEUE)
 
 
 def worker_concurrency(settings: Settings) -> int:
@@ -86,6 +89,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             REQUEST_TASK: {"queue": "requests"},
             FINALIZE_TASK: {"queue": "finalize"},
             SWEEP_TASK: {"queue": "finalize"},
+            WEBHOOK_TASK: {"queue": WEBHOOK_QUEUE},
         },
     }
 

@@ -6,6 +6,7 @@
     batchq cancel ID                   batchq retry-failed ID [--wait]
     batchq delete ID                   batchq wait ID [--timeout S]
     batchq api [--host H] [--port P]   batchq sim [simulator options ...]
+    batchq webhooks create URL [--events E ...] | list | delete ID | deliveries ID   (see batchq.cli_webhooks)
 
 ``--url`` / ``--api-key`` default to ``BATCHQ_URL`` / ``BATCHQ_API_KEY``. While waiting, progress goes to stderr: a
 live bar on a terminal, a line every few seconds otherwise. ``--json`` prints machine-readable JSON on stdout.
@@ -32,6 +33,7 @@ from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 
+from batchq.cli_webhooks import add_webhook_commands, run_webhooks
 from batchq.client import Client
 from batchq.client.display import ProgressDisplay, emit_batch, print_json, stdout_console, when
 from batchq.client.exceptions import APIConnectionError, APIError, AuthenticationError, NotFoundError
@@ -229,6 +231,7 @@ _COMMANDS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
     "retry-failed": _cmd_retry_failed,
     "delete": _cmd_delete,
     "wait": _cmd_wait,
+    "webhooks": run_webhooks,
 }
 
 
@@ -285,6 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("wait", "wait for a batch to end (exit code by its status)", json_flag, waiting).add_argument(
         "batch_id", metavar="ID"
     )
+    add_webhook_commands(add("webhooks", "manage webhook endpoints (batch events pushed to a URL)"), common, json_flag)
     p = sub.add_parser("api", help="run the HTTP API")
     p.add_argument("--host", default=None, help="interface (default BATCHQ_API_HOST or 127.0.0.1)")
     p.add_argument("--port", type=int, default=None, help="port (default BATCHQ_API_PORT or 8000)")

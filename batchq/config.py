@@ -12,7 +12,13 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: Endpoints a batch may target; every line's url must equal the batch's endpoint.
-SUPPORTED_ENDPOINTS: tuple[str, ...] = ("/v1/chat/completions", "/v1/embeddings", "/v1/completions")
+SUPPORTED_ENDPOINTS: tuple[str, ...] = (
+    "/v1/chat/completions",
+    "/v1/embeddings",
+    "/v1/completions",
+    "/v1/responses",
+    "/v1/moderations",
+)
 
 
 class Settings(BaseSettings):
@@ -105,6 +111,18 @@ class Settings(BaseSettings):
     input_cache_mb: int = 64
     """Per worker process: input-file blocks kept in memory, so lines are not read from the store one by one."""
 
+    # --- webhooks and retention (issue 14) -----------------------------------------------------
+    webhook_allow_private: bool = False
+    """Allow webhook URLs that reach loopback, private, link-local or reserved addresses (off: SSRF)."""
+    webhook_retry_period_s: int = 24 * 3600
+    """How long a failing webhook delivery keeps being retried, from its first attempt."""
+    webhook_timeout_s: float = 5.0
+    """Read/write timeout of one webhook POST (connect: at most 3 s; the whole attempt: at most twice this)."""
+    output_expires_after_s: int = 30 * 24 * 3600
+    """Output and error files expire this long after they are written, unless the batch sets its own."""
+    min_expires_after_s: int = 3600
+    """The shortest ``expires_after`` / ``output_expires_after`` accepted (OpenAI's is 3600; lower for tests)."""
+
     # --- API ----------------------------------------------------------------------------------
     api_host: str = "127.0.0.1"
     api_port: int = 8000
@@ -121,6 +139,13 @@ class Settings(BaseSettings):
     def _attempts_positive(cls, v: int) -> int:
         if v < 1:
             raise ValueError("max_attempts must be >= 1")
+        return v
+
+    @field_validator("webhook_retry_period_s", "webhook_timeout_s", "output_expires_after_s", "min_expires_after_s")
+    @classmethod
+    def _webhook_retention_positive(cls, v: float) -> float:
+        if v <= 0:
+            raise ValueError("webhook and retention periods must be > 0")
         return v
 
     def api_key_map(self) -> dict[str, str]:

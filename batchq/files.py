@@ -16,6 +16,16 @@ _INT_FIELDS = ("bytes", "created_at")
 _DELETE_ROUNDS = 20
 
 
+def expiring_key() -> str:
+    """Sorted set: ids of files with an ``expires_at``, scored by it (the retention reaper's work list)."""
+    return f"{keys.PREFIX}:files:expiring"
+
+
+def storage_bytes_key() -> str:
+    """Hash: account -> bytes of its stored files (for /metrics)."""
+    return f"{keys.PREFIX}:metrics:storage-bytes"
+
+
 class FileRegistry:
     def __init__(self, client: redis.Redis[bytes]) -> None:
         self.redis = client
@@ -30,10 +40,15 @@ class FileRegistry:
         size: int,
         storage_key: str,
         created_at: int | None = None,
+        expires_after_s: int | None = None,
     ) -> FileObject:
-        """Register a stored object as a File (overwrites a record with the same id: derived ids stay stable)."""
+        """Register a stored object as a File (overwrites a record with the same id: derived ids stay stable).
+
+        ``expires_after_s`` sets ``expires_at`` (created_at + seconds) and puts the file on the reaper's list.
+        """
         created = created_at if created_at is not None else int(time.time())
-        record = {
+        previous = self.redis.hget(keys.file_record(file_id), "bytes")
+        record: dict[str, Any] = {
             "id": file_id,
             "account": account,
             "filename": filename,
@@ -42,9 +57,14 @@ class FileRegistry:
             "created_at": created,
             "storage_key": storage_key,
         }
+        if expires_after_s is not None:
+            record["expires_at"] = created + expires_after_s
         with self.redis.pipeline() as pipe:
             pipe.hset(keys.file_record(file_id), mapping={k: str(v) for k, v in record.items()})
             pipe.zadd(keys.account_files(account), {file_id: created * 1000})
+            if expires_after_s is not None:
+                pipe.zadd(expiring_key(), {file_id: record["expires_at"]})
+            pipe.hincrby(storage_bytes_key(), account, size - int(previous or 0))
             pipe.execute()
         return _to_file(record)
 
@@ -88,9 +108,13 @@ class FileRegistry:
 
     def delete(self, file_id: str, account: str) -> None:
         """Forget the record, whoever reads it (outputs; the API deletes inputs with ``delete_unless_read``)."""
+        size = self.redis.hget(keys.file_record(file_id), "bytes")
         with self.redis.pipeline() as pipe:
             pipe.delete(keys.file_record(file_id), keys.file_readers(file_id))
             pipe.zrem(keys.account_files(account), file_id)
+            pipe.zrem(expiring_key(), file_id)
+            if size is not None:
+                pipe.hincrby(storage_bytes_key(), account, -int(size))
             pipe.execute()
 
     # --- readers: a batch's input may not be deleted while the batch runs ----------------------
@@ -141,14 +165,22 @@ class FileRegistry:
                     if active:
                         pipe.reset()
                         return active[0]
+                    size = self.redis.hget(keys.file_record(file_id), "bytes")
                     pipe.multi()
                     pipe.delete(keys.file_record(file_id), readers_key)
                     pipe.zrem(keys.account_files(account), file_id)
+                    pipe.zrem(expiring_key(), file_id)  # issue 14: retention list and storage metric
+                    if size is not None:
+                        pipe.hincrby(storage_bytes_key(), account, -int(size))
                     pipe.execute()
                     return None
                 except redis.WatchError:
                     continue
         raise redis.WatchError(f"file {file_id}: batches kept being created on it; delete again")
+
+    def storage_bytes(self) -> dict[str, int]:
+        """Bytes stored per account (files registered since this counter exists)."""
+        return {k.decode(): int(v) for k, v in self.redis.hgetall(storage_bytes_key()).items()}
 
 
 def _to_file(record: dict[str, Any]) -> FileObject:
@@ -158,4 +190,5 @@ def _to_file(record: dict[str, Any]) -> FileObject:
         created_at=int(record["created_at"]),
         filename=record["filename"],
         purpose=record["purpose"],
+        expires_at=int(record["expires_at"]) if record.get("expires_at") else None,
     )

@@ -33,7 +33,7 @@ app.conf.update(celery_config(get_settings()))
 if pool_named_on_command_line(sys.argv):
     # Celery cannot tell `-P prefork` from its default, so a configured pool would win over it: drop ours.
     app.conf.worker_pool = None
-app.conf.include = ["workers.intake", "workers.request", "workers.finalize", "workers.sweeper"]
+app.conf.include = ["workers.intake", "workers.request", "workers.finalize", "workers.sweeper", "workers.webhooks"]
 
 log = logging.getLogger("batchq.worker")
 

@@ -21,6 +21,7 @@ from batchq.api.deps import Services
 from batchq.api.handlers import install_error_handlers
 from batchq.api.idempotency import IdempotencyKeys
 from batchq.api.routers import batches, files, health
+from batchq.api.routers import webhooks as webhook_routes
 from batchq.broker import make_producer
 from batchq.config import Settings, get_settings
 from batchq.files import FileRegistry
@@ -65,6 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.include_router(files.router, prefix="/v1")
     app.include_router(batches.router, prefix="/v1")
+    app.include_router(webhook_routes.router, prefix="/v1")  # webhooks (issue 14)
     app.include_router(health.router)
     install_error_handlers(app)
     return app

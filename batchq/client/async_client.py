@@ -19,8 +19,9 @@ from batchq.client.effects import Effect, Op, Send, Sleep, Steps
 from batchq.client.lines import AsyncLineStream, Lines, aperform_body
 from batchq.client.pages import AsyncPage, Listing
 from batchq.client.resources import AsyncBinder, BatchEndpoints, BoundOp, FileEndpoints
+from batchq.client.webhook_resources import WebhookEndpoints
 
-__all__ = ["AsyncBatches", "AsyncClient", "AsyncFiles"]
+__all__ = ["AsyncBatches", "AsyncClient", "AsyncFiles", "AsyncWebhooks"]
 
 T = TypeVar("T")
 AsyncSleep = Callable[[float], Awaitable[None]]
@@ -91,12 +92,17 @@ class AsyncBatches(BatchEndpoints, _AsyncResource):
     """``client.batches`` of :class:`AsyncClient` (``results`` is ``async for``-able)."""
 
 
+class AsyncWebhooks(WebhookEndpoints, _AsyncResource):
+    """``client.webhooks`` of :class:`AsyncClient` (``verify`` is a plain function)."""
+
+
 class AsyncClient(BaseClient[httpx.AsyncBaseTransport, httpx.AsyncClient, AsyncSleep]):
     """Asyncio client of a batchq server; arguments as :class:`Client` (``sleep`` is awaited, default
     ``asyncio.sleep``). Close with :meth:`aclose` or ``async with``."""
 
     files: AsyncFiles
     batches: AsyncBatches
+    webhooks: AsyncWebhooks
 
     def _connect(self, setup: ClientSetup[httpx.AsyncBaseTransport, httpx.AsyncClient, AsyncSleep]) -> None:
         http = setup.http_client or httpx.AsyncClient(timeout=setup.timeout, transport=setup.transport)
@@ -104,6 +110,7 @@ class AsyncClient(BaseClient[httpx.AsyncBaseTransport, httpx.AsyncClient, AsyncS
         self._runner = AsyncRunner(setup.conn, http, owns_http=owns_http, sleep=setup.sleep or asyncio.sleep)
         self.files = AsyncFiles(self._runner)
         self.batches = AsyncBatches(self._runner)
+        self.webhooks = AsyncWebhooks(self._runner)
 
     async def aclose(self) -> None:
         await self._runner.aclose()

@@ -25,8 +25,9 @@ from batchq.client.effects import Effect, Op, Send, Sleep, Steps
 from batchq.client.lines import Lines, LineStream, perform_body
 from batchq.client.pages import Listing, SyncPage
 from batchq.client.resources import BatchEndpoints, BoundOp, FileEndpoints, SyncBinder
+from batchq.client.webhook_resources import WebhookEndpoints
 
-__all__ = ["Batches", "Client", "Files"]
+__all__ = ["Batches", "Client", "Files", "Webhooks"]
 
 T = TypeVar("T")
 SyncSleep = Callable[[float], None]
@@ -100,6 +101,10 @@ class Batches(BatchEndpoints, _Resource):
     """``client.batches``: create and follow batches, read their results, retry their failures."""
 
 
+class Webhooks(WebhookEndpoints, _Resource):
+    """``client.webhooks``: endpoints for batch events, their delivery log, ``verify`` for receivers."""
+
+
 class Client(BaseClient[httpx.BaseTransport, httpx.Client, SyncSleep]):
     """Synchronous client of a batchq server.
 
@@ -116,6 +121,7 @@ class Client(BaseClient[httpx.BaseTransport, httpx.Client, SyncSleep]):
 
     files: Files
     batches: Batches
+    webhooks: Webhooks
 
     def _connect(self, setup: ClientSetup[httpx.BaseTransport, httpx.Client, SyncSleep]) -> None:
         http = setup.http_client or httpx.Client(timeout=setup.timeout, transport=setup.transport)
@@ -123,6 +129,7 @@ class Client(BaseClient[httpx.BaseTransport, httpx.Client, SyncSleep]):
         self._runner = SyncRunner(setup.conn, http, owns_http=setup.http_client is None, sleep=sleep)
         self.files = Files(self._runner)
         self.batches = Batches(self._runner)
+        self.webhooks = Webhooks(self._runner)
 
     def close(self) -> None:
         self._runner.close()

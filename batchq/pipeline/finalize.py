@@ -12,11 +12,13 @@ import time
 from dataclasses import dataclass
 
 from batchq import keys
+from batchq.expiration import output_expiry_s
 from batchq.keys import derived_file_id
 from batchq.pipeline.context import WorkerContext
 from batchq.pipeline.outcomes import record_stop
 from batchq.pricing import estimate_cost
 from batchq.state import BatchRecord
+from batchq.webhooks.dispatch import on_batch_final
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,8 @@ def finalize_batch(ctx: WorkerContext, batch_id: str) -> FinalizeResult:
     if record is None:
         return FinalizeResult("", False)
     if record.is_final:
+        # webhooks (issue 14): a run that died between its final transition and the event; the marker dedupes.
+        on_batch_final(ctx.redis, ctx.settings.webhook_retry_period_s, batch_id, record.status)
         return FinalizeResult(record.status, True)
     if record.status == "validating":
         return FinalizeResult("validating", False)
@@ -89,6 +93,7 @@ def _finalize_locked(ctx: WorkerContext, batch_id: str) -> FinalizeResult:
     cost = estimate_cost(ctx.settings, record.model, counts)
     ctx.state.set_fields(batch_id, output_file_id=output_id, error_file_id=error_id, estimated_cost=cost)
     ctx.state.transition(batch_id, ["in_progress", "finalizing", "cancelling"], final)
+    on_batch_final(ctx.redis, ctx.settings.webhook_retry_period_s, batch_id, final)  # webhooks (issue 14)
     ctx.state.drop_scratch(batch_id, ctx.settings.result_ttl_after_final_s)
     log.info(
         "batch %s %s: %d completed, %d failed", batch_id, final, counts.get("completed", 0), counts.get("failed", 0)
@@ -124,6 +129,9 @@ def _write_files(ctx: WorkerContext, batch_id: str, record: BatchRecord, total: 
             purpose="batch_output",
             size=size,
             storage_key=key,
+            expires_after_s=output_expiry_s(
+                record.output_expires_after, ctx.settings.output_expires_after_s
+            ),  # issue 14
         )
         registered.append(file_id)
     return registered[0], registered[1]

@@ -14,6 +14,7 @@ from batchq.pipeline.context import WorkerContext
 from batchq.state import BatchRecord, pack_index
 from batchq.storage import ObjectNotFoundError
 from batchq.validation import FileValidator, LineError, ValidationResult
+from batchq.webhooks.dispatch import on_batch_final
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ def run_intake(ctx: WorkerContext, batch_id: str) -> list[tuple[str, int]]:
         return schedule_batch(ctx, record)
     if record.status == "cancelling":
         ctx.state.transition(batch_id, ["cancelling"], "cancelled")
+        on_batch_final(ctx.redis, ctx.settings.webhook_retry_period_s, batch_id, "cancelled")  # webhooks (issue 14)
         return []
     if record.status != "validating":
         return []
@@ -50,6 +52,7 @@ def run_intake(ctx: WorkerContext, batch_id: str) -> list[tuple[str, int]]:
     if not ctx.state.start(batch_id, result.total, result.model):
         # Cancelled while we validated: nothing was counted, nothing runs; it ends cancelled with total 0.
         ctx.state.transition(batch_id, ["cancelling"], "cancelled")
+        on_batch_final(ctx.redis, ctx.settings.webhook_retry_period_s, batch_id, "cancelled")  # webhooks (issue 14)
         return []
     if ctx.state.transition(batch_id, ["validating"], "in_progress") is None:
         return []  # cancelled just now: the sweeper gives every line its batch_cancelled outcome and ends it
@@ -90,3 +93,4 @@ def schedule_batch(ctx: WorkerContext, record: BatchRecord) -> list[tuple[str, i
 def _fail(ctx: WorkerContext, batch_id: str, errors: list[LineError]) -> None:
     ctx.state.set_fields(batch_id, errors={"object": "list", "data": [e.as_dict() for e in errors]})
     ctx.state.transition(batch_id, ["validating", "cancelling"], "failed")
+    on_batch_final(ctx.redis, ctx.settings.webhook_retry_period_s, batch_id, "failed")  # webhooks (issue 14)

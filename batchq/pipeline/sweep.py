@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from batchq import keys
+from batchq.housekeeping import housekeep
 from batchq.pipeline.context import WorkerContext
 from batchq.pipeline.finalize import fill_unsent
 from batchq.pipeline.intake import schedule_batch
@@ -64,6 +65,9 @@ def sweep(ctx: WorkerContext, actions: SweepActions) -> SweepReport:
     if picked:
         actions.send_lines(picked)
         report.fed = len(picked)
+    housekeep(
+        ctx.redis, ctx.files, ctx.store
+    )  # issue 14: due webhook deliveries, expired files (batchq/housekeeping.py)
     return report
 
 

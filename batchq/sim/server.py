@@ -22,7 +22,8 @@ from typing import Any
 
 from aiohttp import web
 
-from batchq.sim.payloads import JSONDict, Reply, build_response, default_error, error_body, rate_limited, validate
+from batchq.sim.more_payloads import build_response, validate  # every endpoint; chat/embeddings/completions in payloads
+from batchq.sim.payloads import JSONDict, Reply, default_error, error_body, rate_limited
 
 #: Length of the sliding rate-limit window; only tests shorten it.
 DEFAULT_WINDOW_S = 60.0
@@ -382,6 +383,8 @@ def create_app(config: SimConfig) -> web.Application:
     app.router.add_post("/v1/chat/completions", endpoint("chat"))
     app.router.add_post("/v1/embeddings", endpoint("embeddings"))
     app.router.add_post("/v1/completions", endpoint("completions"))
+    app.router.add_post("/v1/responses", endpoint("responses"))  # batchq/sim/more_payloads.py
+    app.router.add_post("/v1/moderations", endpoint("moderations"))
     app.router.add_get("/v1/models", models)
     app.router.add_get("/sim/stats", stats)
     app.router.add_post("/sim/reset", reset)

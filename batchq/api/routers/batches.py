@@ -17,10 +17,12 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from batchq.api.bodies import CreateBodyDep
 from batchq.api.deps import AccountDep, Services, ServicesDep
 from batchq.api.errors import BadRequestProblem, ConflictProblem, LimitReachedProblem, NotFoundProblem
+from batchq.api.expiry import parse_batch_output_expiry
 from batchq.api.idempotency import Claim, check_key
 from batchq.api.params import CreateParams, list_limit, parse_create_body
 from batchq.api.streaming import primed_stream
 from batchq.broker import INTAKE_TASK
+from batchq.expiration import output_expiry_field
 from batchq.keys import new_batch_id
 from batchq.pipeline.results import iter_results
 from batchq.schemas import FINAL_STATUSES, Batch
@@ -36,6 +38,7 @@ CANCELLABLE = ("validating", "in_progress", "finalizing")
 def create_batch(request: Request, body: CreateBodyDep, services: ServicesDep, account: AccountDep) -> JSONResponse:
     """Create a batch from an uploaded file; it starts in ``validating``."""
     params = parse_create_body(request.headers.get("content-type"), body)
+    output_expires_after_s = parse_batch_output_expiry(body, min_s=services.settings.min_expires_after_s)  # issue 14
     idem_key = check_key(request.headers.get("idempotency-key"))
     record = services.files.record(params.input_file_id, account)
     if record is None:
@@ -54,7 +57,7 @@ def create_batch(request: Request, body: CreateBodyDep, services: ServicesDep, a
             return _json(earlier)
         claim = earlier
     try:
-        batch = _create(services, account, batch_id, params)
+        batch = _create(services, account, batch_id, params, output_expires_after_s)
     except BaseException:
         if claim is not None:
             with contextlib.suppress(Exception):  # the claim expires on its own if Redis is the problem
@@ -65,7 +68,9 @@ def create_batch(request: Request, body: CreateBodyDep, services: ServicesDep, a
     return _json(batch)
 
 
-def _create(services: Services, account: str, batch_id: str, params: CreateParams) -> Batch:
+def _create(
+    services: Services, account: str, batch_id: str, params: CreateParams, output_expires_after_s: int | None
+) -> Batch:
     """Store the batch, record it as a reader of its input, send the intake task; undone on failure."""
     now = int(time.time())
     window_s = params.window_s or services.settings.completion_window_s
@@ -83,6 +88,7 @@ def _create(services: Services, account: str, batch_id: str, params: CreateParam
             "metadata": params.metadata,
             "total": 0,
             "timeout_minutes": params.timeout_minutes,
+            "output_expires_after": output_expiry_field(output_expires_after_s),  # issue 14
         },
         services.settings.max_active_batches,
     )

@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from batchq import keys
 from batchq.api.deps import AccountDep, ServicesDep
 from batchq.api.errors import BadRequestProblem, ConflictProblem, NotFoundProblem
+from batchq.api.expiry import parse_upload_expiry
 from batchq.api.params import list_limit
 from batchq.api.streaming import primed_stream
 from batchq.api.upload import receive_upload
@@ -52,6 +53,7 @@ async def create_file(request: Request, services: ServicesDep, account: AccountD
             )
         if upload.size == 0:
             raise BadRequestProblem("The uploaded file is empty.", code="empty_file", param="file")
+        expires_after_s = parse_upload_expiry(upload.fields, min_s=services.settings.min_expires_after_s)  # issue 14
     except BadRequestProblem:
         if upload.stored:
             await run_in_threadpool(services.store.delete, storage_key)
@@ -64,6 +66,7 @@ async def create_file(request: Request, services: ServicesDep, account: AccountD
         purpose=purpose,
         size=upload.size,
         storage_key=storage_key,
+        expires_after_s=expires_after_s,
     )
 
 

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from batchq import keys
 from batchq.api.deps import ServicesDep
 from batchq.broker import QUEUES
+from batchq.retention import storage_metric_lines
 from batchq.state.metrics import AccountLines, account_lines
 
 router = APIRouter(tags=["health"])
@@ -92,5 +93,6 @@ def metrics(services: ServicesDep) -> PlainTextResponse:
         "# TYPE batchq_requests_total counter",
     ]
     lines += [f'batchq_requests_total{{outcome="{k}"}} {v}' for k, v in sorted(totals.items())]
+    lines += storage_metric_lines(services.files.storage_bytes())
     lines += account_metric_lines(account_lines(r))
     return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
