@@ -114,6 +114,7 @@ def test_claim_excludes_a_second_worker_until_its_lease_lapses(redis: redis_lib.
 
 def test_heartbeat_keeps_a_lease_alive_and_only_its_owners(redis: redis_lib.Redis) -> None:
     state, lines = BatchState(redis), LineState(redis)
+    lines.load_scripts()  # pipelines run scripts by sha (the Heartbeat loads them on NoScriptError)
     new_batch(state)
     start(state, redis)
     assert lines.claim("batch_t", 0, "w1", lease_s=0.4).verdict == "claimed"
