@@ -111,7 +111,7 @@ class Settings(BaseSettings):
     input_cache_mb: int = 64
     """Per worker process: input-file blocks kept in memory, so lines are not read from the store one by one."""
 
-    # --- webhooks and retention (issue 14) -----------------------------------------------------
+    # --- webhooks and retention ----------------------------------------------------------
     webhook_allow_private: bool = False
     """Allow webhook URLs that reach loopback, private, link-local or reserved addresses (off: SSRF)."""
     webhook_retry_period_s: int = 24 * 3600
@@ -193,7 +193,7 @@ class Settings(BaseSettings):
             return None
         return frozenset(m.strip() for m in self.served_models.split(",") if m.strip())
 
-    # --- API hardening (issue 13): local mode, request bounds, dependency timeouts -------------
+    # --- API hardening: local mode, request bounds, dependency timeouts -------------
     local_mode: bool = False
     """With no BATCHQ_API_KEYS, trust loopback clients as account ``local``. Development only; off by default."""
     max_create_body_bytes: int = 1024 * 1024

@@ -169,7 +169,7 @@ class FileRegistry:
                     pipe.multi()
                     pipe.delete(keys.file_record(file_id), readers_key)
                     pipe.zrem(keys.account_files(account), file_id)
-                    pipe.zrem(expiring_key(), file_id)  # issue 14: retention list and storage metric
+                    pipe.zrem(expiring_key(), file_id)  # retention list and storage metric
                     if size is not None:
                         pipe.hincrby(storage_bytes_key(), account, -int(size))
                     pipe.execute()

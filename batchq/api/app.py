@@ -66,7 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.include_router(files.router, prefix="/v1")
     app.include_router(batches.router, prefix="/v1")
-    app.include_router(webhook_routes.router, prefix="/v1")  # webhooks (issue 14)
+    app.include_router(webhook_routes.router, prefix="/v1")
     app.include_router(health.router)
     install_error_handlers(app)
     return app

@@ -43,7 +43,7 @@ def finalize_batch(ctx: WorkerContext, batch_id: str) -> FinalizeResult:
     if record is None:
         return FinalizeResult("", False)
     if record.is_final:
-        # webhooks (issue 14): a run that died between its final transition and the event; the marker dedupes.
+        # A run that died between its final transition and the event; the marker dedupes.
         on_batch_final(ctx.redis, ctx.settings.webhook_retry_period_s, batch_id, record.status)
         return FinalizeResult(record.status, True)
     if record.status == "validating":
@@ -93,7 +93,7 @@ def _finalize_locked(ctx: WorkerContext, batch_id: str) -> FinalizeResult:
     cost = estimate_cost(ctx.settings, record.model, counts)
     ctx.state.set_fields(batch_id, output_file_id=output_id, error_file_id=error_id, estimated_cost=cost)
     ctx.state.transition(batch_id, ["in_progress", "finalizing", "cancelling"], final)
-    on_batch_final(ctx.redis, ctx.settings.webhook_retry_period_s, batch_id, final)  # webhooks (issue 14)
+    on_batch_final(ctx.redis, ctx.settings.webhook_retry_period_s, batch_id, final)
     ctx.state.drop_scratch(batch_id, ctx.settings.result_ttl_after_final_s)
     log.info(
         "batch %s %s: %d completed, %d failed", batch_id, final, counts.get("completed", 0), counts.get("failed", 0)
@@ -129,9 +129,7 @@ def _write_files(ctx: WorkerContext, batch_id: str, record: BatchRecord, total: 
             purpose="batch_output",
             size=size,
             storage_key=key,
-            expires_after_s=output_expiry_s(
-                record.output_expires_after, ctx.settings.output_expires_after_s
-            ),  # issue 14
+            expires_after_s=output_expiry_s(record.output_expires_after, ctx.settings.output_expires_after_s),
         )
         registered.append(file_id)
     return registered[0], registered[1]

@@ -37,7 +37,7 @@ def run_intake(ctx: WorkerContext, batch_id: str) -> list[tuple[str, int]]:
         return schedule_batch(ctx, record)
     if record.status == "cancelling":
         ctx.state.transition(batch_id, ["cancelling"], "cancelled")
-        on_batch_final(ctx.redis, ctx.settings.webhook_retry_period_s, batch_id, "cancelled")  # webhooks (issue 14)
+        on_batch_final(ctx.redis, ctx.settings.webhook_retry_period_s, batch_id, "cancelled")
         return []
     if record.status != "validating":
         return []
@@ -52,7 +52,7 @@ def run_intake(ctx: WorkerContext, batch_id: str) -> list[tuple[str, int]]:
     if not ctx.state.start(batch_id, result.total, result.model):
         # Cancelled while we validated: nothing was counted, nothing runs; it ends cancelled with total 0.
         ctx.state.transition(batch_id, ["cancelling"], "cancelled")
-        on_batch_final(ctx.redis, ctx.settings.webhook_retry_period_s, batch_id, "cancelled")  # webhooks (issue 14)
+        on_batch_final(ctx.redis, ctx.settings.webhook_retry_period_s, batch_id, "cancelled")
         return []
     if ctx.state.transition(batch_id, ["validating"], "in_progress") is None:
         return []  # cancelled just now: the sweeper gives every line its batch_cancelled outcome and ends it
@@ -93,4 +93,4 @@ def schedule_batch(ctx: WorkerContext, record: BatchRecord) -> list[tuple[str, i
 def _fail(ctx: WorkerContext, batch_id: str, errors: list[LineError]) -> None:
     ctx.state.set_fields(batch_id, errors={"object": "list", "data": [e.as_dict() for e in errors]})
     ctx.state.transition(batch_id, ["validating", "cancelling"], "failed")
-    on_batch_final(ctx.redis, ctx.settings.webhook_retry_period_s, batch_id, "failed")  # webhooks (issue 14)
+    on_batch_final(ctx.redis, ctx.settings.webhook_retry_period_s, batch_id, "failed")

@@ -65,9 +65,7 @@ def sweep(ctx: WorkerContext, actions: SweepActions) -> SweepReport:
     if picked:
         actions.send_lines(picked)
         report.fed = len(picked)
-    housekeep(
-        ctx.redis, ctx.files, ctx.store
-    )  # issue 14: due webhook deliveries, expired files (batchq/housekeeping.py)
+    housekeep(ctx.redis, ctx.files, ctx.store)  # due webhook deliveries, expired files (batchq/housekeeping.py)
     return report
 
 

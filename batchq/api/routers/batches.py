@@ -38,7 +38,7 @@ CANCELLABLE = ("validating", "in_progress", "finalizing")
 def create_batch(request: Request, body: CreateBodyDep, services: ServicesDep, account: AccountDep) -> JSONResponse:
     """Create a batch from an uploaded file; it starts in ``validating``."""
     params = parse_create_body(request.headers.get("content-type"), body)
-    output_expires_after_s = parse_batch_output_expiry(body, min_s=services.settings.min_expires_after_s)  # issue 14
+    output_expires_after_s = parse_batch_output_expiry(body, min_s=services.settings.min_expires_after_s)
     idem_key = check_key(request.headers.get("idempotency-key"))
     record = services.files.record(params.input_file_id, account)
     if record is None:
@@ -88,7 +88,7 @@ def _create(
             "metadata": params.metadata,
             "total": 0,
             "timeout_minutes": params.timeout_minutes,
-            "output_expires_after": output_expiry_field(output_expires_after_s),  # issue 14
+            "output_expires_after": output_expiry_field(output_expires_after_s),
         },
         services.settings.max_active_batches,
     )

@@ -53,7 +53,7 @@ async def create_file(request: Request, services: ServicesDep, account: AccountD
             )
         if upload.size == 0:
             raise BadRequestProblem("The uploaded file is empty.", code="empty_file", param="file")
-        expires_after_s = parse_upload_expiry(upload.fields, min_s=services.settings.min_expires_after_s)  # issue 14
+        expires_after_s = parse_upload_expiry(upload.fields, min_s=services.settings.min_expires_after_s)
     except BadRequestProblem:
         if upload.stored:
             await run_in_threadpool(services.store.delete, storage_key)
