@@ -19,7 +19,6 @@ from batchq.pipeline.context import WorkerContext, get_context
 from batchq.redact import install_log_redaction
 from batchq.state.health import check_eviction_policy
 
-
 #: Celery's loggers that write a line per task at INFO; failures still come through at WARNING and above.
 PER_TASK_LOGGERS = ("celery.worker.strategy", "celery.app.trace")
 
