@@ -23,15 +23,27 @@ from batchq.state.health import check_eviction_policy
 PER_TASK_LOGGERS = ("celery.worker.strategy", "celery.app.trace")
 
 
-def pool_named_on_command_line(argv: Sequence[str]) -> bool:
-    return any(arg in ("-P", "--pool") or arg.startswith(("--pool=", "-P")) for arg in argv[1:])
+def pool_named_on_command_line(argv: Sequence[str]) -> str | None:
+    """The pool ``-P``/``--pool`` names on the worker's command line, or None."""
+    args = list(argv[1:])
+    for i, arg in enumerate(args):
+        if arg in ("-P", "--pool"):
+            return args[i + 1] if i + 1 < len(args) else None
+        if arg.startswith("--pool="):
+            return arg.split("=", 1)[1]
+        if arg.startswith("-P") and len(arg) > 2:
+            return arg[2:]
+    return None
 
 
 app = Celery("batchq")
 app.conf.update(celery_config(get_settings()))
-if pool_named_on_command_line(sys.argv):
+named_pool = pool_named_on_command_line(sys.argv)
+if named_pool:
     # Celery cannot tell `-P prefork` from its default, so a configured pool would win over it: drop ours.
     app.conf.worker_pool = None
+    if named_pool in ("prefork", "solo"):
+        app.conf.worker_concurrency = None  # processes, not I/O slots: Celery's own default (one per core)
 app.conf.include = ["workers.intake", "workers.request", "workers.finalize", "workers.sweeper", "workers.webhooks"]
 
 log = logging.getLogger("batchq.worker")
