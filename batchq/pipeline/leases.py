@@ -12,6 +12,7 @@ import os
 import secrets
 import socket
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -100,7 +101,7 @@ class Heartbeat:
 
     def _beat_forever(self) -> None:
         while True:
-            threading.Event().wait(self.interval_s)
+            time.sleep(self.interval_s)
             try:
                 self.beat()
             except Exception:  # noqa: BLE001 - Redis away for a moment: the next beat comes well within the lease

@@ -95,7 +95,6 @@ def record(
             # Redis restarted and lost its scripts: load them and record again (first write still wins).
             ctx.lines.load_scripts()
             ctx.schedule.load_scripts()
-    ctx.leases.drop(batch_id, line)
     result = ctx.lines.recorded(replies[0])
     picked = ctx.schedule.picked(replies[1]) if feed else []
     return Done(result.recorded, result.batch_done, picked)
