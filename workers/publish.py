@@ -3,6 +3,7 @@
 The chord is made at intake with the batch's total (``set_chord_size``) and its parts are published as the
 schedule feeds them, so the broker holds a window of lines, not the whole batch; the last part to finish runs
 the chord's callback, finalize. Task ids are deterministic, so a line sent again is the same part.
+The messages are built and pushed in one command, not published one by one through Celery (the hot path).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Iterable
 
 from celery import Celery
 
-from batchq.broker import FINALIZE_TASK, REQUEST_TASK
+from batchq.broker import FINALIZE_TASK, REQUEST_QUEUE, request_messages
 
 
 def finalize_signature(app: Celery, batch_id: str) -> object:
@@ -24,21 +25,9 @@ def start_chord(app: Celery, batch_id: str, total: int) -> None:
 
 
 def publish_lines(app: Celery, lines: Iterable[tuple[str, int]]) -> None:
-    todo = list(lines)
-    if not todo:
+    """Put the lines' request tasks on the broker in one LPUSH (see :func:`batchq.broker.request_messages`)."""
+    messages = request_messages(lines, reply_to=app.thread_oid)
+    if not messages:
         return
-    callbacks: dict[str, object] = {}
-    with app.producer_or_acquire() as producer:  # one producer for the lot, not one acquired per message
-        for batch_id, line in todo:
-            callback = callbacks.get(batch_id)
-            if callback is None:
-                callback = callbacks[batch_id] = finalize_signature(app, batch_id)
-            app.send_task(
-                REQUEST_TASK,
-                args=[batch_id, line],
-                task_id=f"{batch_id}-{line}",
-                group_id=batch_id,
-                group_index=line,
-                chord=callback,
-                producer=producer,
-            )
+    with app.producer_or_acquire() as producer:
+        producer.channel.push_messages(REQUEST_QUEUE, messages)

@@ -28,8 +28,9 @@ from celery import Celery, chord
 REDIS_URL_ENV = "BATCHQ_BENCH_RAW_REDIS_URL"
 #: The reference app's only queue.
 QUEUE = "rawbench"
-#: One httpx client per thread (per greenlet under gevent, whose patching makes threading.local per greenlet).
-_local = threading.local()
+#: httpx clients lent one per task in progress (not one per thread: gevent makes a greenlet per task).
+_idle: list[httpx.Client] = []
+_lock = threading.Lock()
 
 
 def make_app(redis_url: str) -> Celery:
@@ -55,18 +56,18 @@ def make_app(redis_url: str) -> Celery:
 app = make_app(os.environ.get(REDIS_URL_ENV, "redis://127.0.0.1:6379/1"))
 
 
-def _client() -> httpx.Client:
-    client: httpx.Client | None = getattr(_local, "client", None)
-    if client is None:
-        client = httpx.Client(timeout=httpx.Timeout(600.0, connect=10.0))
-        _local.client = client
-    return client
-
-
 def post(url: str, i: int) -> int:
     """One POST of a small chat request; the tiny result is the HTTP status."""
     body = {"model": "bench-model", "messages": [{"role": "user", "content": f"Question {i}"}], "max_tokens": 16}
-    return _client().post(url, json=body).status_code
+    with _lock:
+        client = _idle.pop() if _idle else None
+    if client is None:
+        client = httpx.Client(timeout=httpx.Timeout(600.0, connect=10.0))
+    try:
+        return client.post(url, json=body).status_code
+    finally:
+        with _lock:
+            _idle.append(client)
 
 
 def done(statuses: list[int], key: str) -> None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import ssl
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,16 +65,18 @@ class UpstreamFailure:
     message: str
 
 
-#: Connections a worker thread keeps to upstreams (one call at a time; two covers a second route).
-PER_THREAD_CONNECTIONS = 2
+#: Connections one client keeps to upstreams (one call at a time; two covers a second route).
+PER_CLIENT_CONNECTIONS = 2
 
 
 class UpstreamClient:
-    """An httpx client per worker thread, each with its own small pool.
+    """httpx clients lent out one per call in progress, each with its own small pool.
 
-    One client shared by 64+ threads spends much of a request's CPU in httpcore's pool bookkeeping (a lock and a
-    scan of every connection on each checkout and return, measured with py-spy); a thread makes one call at a
-    time, so a pool of its own needs no sharing at all. ``max_connections`` caps each thread's pool.
+    One client shared by 64+ concurrent calls spends much of a request's CPU in httpcore's pool bookkeeping (a
+    lock and a scan of every connection on each checkout and return, measured with py-spy); a client that makes
+    one call at a time needs no sharing at all. Clients are lent, not kept per thread: gevent makes a greenlet
+    (so a new ``threading.local``) for every task, which would build a client, with its connection, per call.
+    The most recently returned client goes out first, so warm keep-alive connections are reused.
     """
 
     def __init__(
@@ -84,24 +88,28 @@ class UpstreamClient:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self._timeout = httpx.Timeout(connect=connect_timeout_s, read=read_timeout_s, write=60.0, pool=read_timeout_s)
-        self._limits = httpx.Limits(max_connections=min(max_connections, PER_THREAD_CONNECTIONS))
-        self._ssl = ssl.create_default_context()  # one context for every thread's client (each costs ~1 MB)
+        self._limits = httpx.Limits(max_connections=min(max_connections, PER_CLIENT_CONNECTIONS))
+        self._ssl = ssl.create_default_context()  # one context for every client (each costs ~1 MB)
         self._transport = transport
-        self._local = threading.local()
         self._clients: list[httpx.Client] = []
+        self._idle: list[httpx.Client] = []
         self._lock = threading.Lock()
 
-    @property
-    def _client(self) -> httpx.Client:
-        client: httpx.Client | None = getattr(self._local, "client", None)
+    @contextmanager
+    def _borrow(self) -> Iterator[httpx.Client]:
+        with self._lock:
+            client = self._idle.pop() if self._idle else None
         if client is None:
             client = httpx.Client(
                 timeout=self._timeout, limits=self._limits, transport=self._transport, verify=self._ssl
             )
-            self._local.client = client
             with self._lock:
                 self._clients.append(client)
-        return client
+        try:
+            yield client
+        finally:
+            with self._lock:
+                self._idle.append(client)
 
     def post(
         self, url: str, body: dict[str, Any], *, api_key: str | None, batch_id: str, custom_id: str
@@ -110,9 +118,10 @@ class UpstreamClient:
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
         try:
-            response = self._client.post(
-                url, content=json.dumps(body), headers={**headers, "Content-Type": "application/json"}
-            )
+            with self._borrow() as client:
+                response = client.post(
+                    url, content=json.dumps(body), headers={**headers, "Content-Type": "application/json"}
+                )
         except httpx.TimeoutException as exc:
             return UpstreamFailure("upstream_timeout", f"The upstream did not answer in time ({type(exc).__name__}).")
         except httpx.TransportError as exc:
@@ -131,7 +140,7 @@ class UpstreamClient:
 
     def close(self) -> None:
         with self._lock:
-            clients, self._clients = self._clients, []
+            clients, self._clients, self._idle = self._clients, [], []
         for client in clients:
             client.close()
 
