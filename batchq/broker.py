@@ -35,11 +35,15 @@ REQUEST_QUEUE = "requests"
 QUEUES = ("intake", REQUEST_QUEUE, "finalize", WEBHOOK_QUEUE)
 
 
+#: Messages pushed by one LPUSH at most.
+PUSH_CHUNK = 500
+
+
 class _Channel(kombu_redis.Channel):
     """kombu's Redis channel, with one reusable client where kombu builds a new one for every operation.
 
     kombu makes a fresh ``redis.Redis`` (a dict of ~250 response callbacks) for each publish, ack and unacked
-    bookkeeping; with many tasks a second that was ~12 % of a worker's time (py-spy, docs/bench.md). A
+    bookkeeping: ~12 % of a busy worker's time (py-spy, docs/bench.md). A
     ``redis.Redis`` over a connection pool is thread-safe (each command borrows a pool connection), so one per
     channel serves every thread. The asynchronous client (BRPOP) is kombu's own and unchanged.
     """
@@ -59,9 +63,14 @@ class _Channel(kombu_redis.Channel):
         return client
 
     def push_messages(self, queue: str, messages: Sequence[str]) -> None:
-        """LPUSH ready-made messages onto ``queue`` in one command (what kombu's ``_put`` does, one at a time)."""
-        if messages:
-            self._create_client().lpush(self._q_for_pri(queue, 0), *messages)  # type: ignore[no-untyped-call]
+        """LPUSH ready-made messages onto ``queue`` (what kombu's ``_put`` does one at a time), a chunk a command.
+
+        Chunks keep one command's size bounded (~1.5 KB a message) when intake sends a large first window.
+        """
+        key = self._q_for_pri(queue, 0)  # type: ignore[no-untyped-call]
+        client = self._create_client()
+        for start in range(0, len(messages), PUSH_CHUNK):
+            client.lpush(key, *messages[start : start + PUSH_CHUNK])
 
 
 class Transport(kombu_redis.Transport):

@@ -10,7 +10,7 @@ from typing import Any
 import redis as redis_lib
 from celery import Celery
 
-from batchq.broker import REQUEST_QUEUE, REQUEST_TASK, celery_config, make_producer
+from batchq.broker import PUSH_CHUNK, REQUEST_QUEUE, REQUEST_TASK, celery_config, make_producer
 from batchq.config import Settings
 from workers.publish import finalize_signature, publish_lines
 
@@ -57,6 +57,14 @@ def test_lines_are_queued_in_order_in_one_push(redis: redis_lib.Redis, redis_url
     # BRPOP takes from the tail: the first line given is the first a worker receives.
     order = [(m["body"][0][0], m["body"][0][1]) for m in (_popped(redis) for _ in range(3))]
     assert order == [("batch_a", 0), ("batch_b", 5), ("batch_a", 1)]
+
+
+def test_a_large_window_is_pushed_in_chunks_in_order(redis: redis_lib.Redis, redis_url: str, tmp_path: Path) -> None:
+    app = _app(redis_url, tmp_path)
+    n = 2 * PUSH_CHUNK + 7
+    publish_lines(app, [("batch_w", i) for i in range(n)])
+    assert redis.llen(REQUEST_QUEUE) == n
+    assert [_popped(redis)["body"][0][1] for _ in range(n)] == list(range(n))
 
 
 def test_channel_reuses_one_client_per_pool(redis_url: str, tmp_path: Path) -> None:
