@@ -12,11 +12,16 @@ import json
 import threading
 import uuid
 from collections.abc import Iterable, Sequence
+from queue import Empty
+from time import monotonic
 from typing import Any
 
 from celery import Celery
 from celery.utils.nodenames import anon_nodename
 from kombu.transport import redis as kombu_redis
+from kombu.transport import virtual
+from kombu.utils.encoding import bytes_to_str
+from kombu.utils.json import loads
 
 from batchq.config import Settings
 
@@ -37,6 +42,62 @@ QUEUES = ("intake", REQUEST_QUEUE, "finalize", WEBHOOK_QUEUE)
 
 #: Messages pushed by one LPUSH at most.
 PUSH_CHUNK = 500
+#: Messages one BLMPOP takes at most (fewer when the prefetch limit leaves less room).
+POP_CHUNK = 16
+#: The first Redis with BLMPOP; an older server gets kombu's BRPOP, one message a round trip.
+BLMPOP_SINCE = (7, 0)
+
+
+class _QoS(kombu_redis.QoS):
+    """kombu's Redis ack emulation, except that request-task messages are tracked in this process's memory only.
+
+    For every delivered message kombu writes the whole message to an "unacked" hash (a MULTI) and deletes it at the
+    ack (another MULTI): ~15 % of a busy worker's time (py-spy, docs/bench.md). That copy only brings a message back
+    after the visibility timeout (2 h). A request line does not need it: the line's lease and the sweeper send it
+    again within seconds of its holder's death (pipeline/leases.py, pipeline/sweep.py), and a copy that comes twice
+    is turned away by the claim. The in-memory record stays: the prefetch limit counts it, a requeueing reject and a
+    warm shutdown put the message back on its queue. Intake, finalize and webhook messages keep kombu's full path.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]
+        self._in_memory: set[str] = set()
+
+    def append(self, message: Any, delivery_tag: str) -> None:
+        if message.delivery_info.get("routing_key") == REQUEST_QUEUE:
+            self._in_memory.add(delivery_tag)
+            virtual.QoS.append(self, message, delivery_tag)  # type: ignore[no-untyped-call]
+        else:
+            super().append(message, delivery_tag)  # type: ignore[no-untyped-call]
+
+    def ack(self, delivery_tag: str) -> None:
+        if delivery_tag in self._in_memory:
+            self._in_memory.discard(delivery_tag)
+            virtual.QoS.ack(self, delivery_tag)  # type: ignore[no-untyped-call]
+        else:
+            super().ack(delivery_tag)  # type: ignore[no-untyped-call]
+
+    def reject(self, delivery_tag: str, requeue: bool = False) -> None:
+        if delivery_tag in self._in_memory:
+            if requeue:
+                self._put_back(self._delivered[delivery_tag], leftmost=True)
+            self.ack(delivery_tag)
+        else:
+            super().reject(delivery_tag, requeue=requeue)  # type: ignore[no-untyped-call]
+
+    def restore_unacked(self, client: Any = None) -> None:
+        """At shutdown: every message delivered and not acked goes back to its queue (kombu's, plus ours)."""
+        for tag in [t for t in self._delivered if t in self._in_memory]:
+            self._put_back(self._delivered.pop(tag), client=client)
+            self._in_memory.discard(tag)
+        super().restore_unacked(client)  # type: ignore[no-untyped-call]
+
+    def _put_back(self, message: Any, *, leftmost: bool = False, client: Any = None) -> None:
+        delivery = message.delivery_info
+        with self.channel.conn_or_acquire(client) as conn:
+            self.channel._do_restore_message(
+                message._raw, delivery["exchange"], delivery["routing_key"], conn, leftmost
+            )
 
 
 class _Channel(kombu_redis.Channel):
@@ -45,11 +106,77 @@ class _Channel(kombu_redis.Channel):
     kombu makes a fresh ``redis.Redis`` (a dict of ~250 response callbacks) for each publish, ack and unacked
     bookkeeping: ~12 % of a busy worker's time (py-spy, docs/bench.md). A
     ``redis.Redis`` over a connection pool is thread-safe (each command borrows a pool connection), so one per
-    channel serves every thread. The asynchronous client (BRPOP) is kombu's own and unchanged.
+    channel serves every thread. The asynchronous client (the consumer's pop) is kombu's own.
     """
 
+    QoS = _QoS
     _sync_client: Any = None
     _sync_client_lock = threading.Lock()
+    #: Whether the server has BLMPOP (None: not asked yet).
+    _has_blmpop: bool | None = None
+    #: The pop command in flight on the consumer's connection.
+    _pop_command = "BRPOP"
+
+    def _brpop_start(self, timeout: float | None = None) -> None:
+        """kombu's BRPOP, as a BLMPOP that takes up to the prefetch room (at most POP_CHUNK) in one round trip.
+
+        The consumer loop paid a BRPOP command, a poll registration and a read per message: ~20 % of a busy
+        worker's time (py-spy, docs/bench.md). The same keys in the same order: BLMPOP, like BRPOP, pops from the
+        first non-empty one.
+        """
+        if not self._can_pop_many():
+            self._pop_command = "BRPOP"
+            super()._brpop_start(timeout)  # type: ignore[no-untyped-call]
+            return
+        queues = self._queue_cycle.consume(len(self.active_queues))
+        if not queues:
+            return
+        keys = [self._q_for_pri(queue, pri) for pri in self.priority_steps for queue in queues]  # type: ignore[no-untyped-call]
+        room = self.qos.can_consume_max_estimate()
+        count = POP_CHUNK if room is None else max(1, min(room, POP_CHUNK))
+        wait = self.brpop_timeout if timeout is None else timeout
+        self._in_poll = self.client.connection
+        self._brpop_sent_at = monotonic()  # type: ignore[assignment]
+        self._pop_command = "BLMPOP"
+        self.client.connection.send_command("BLMPOP", wait or 0, len(keys), *keys, "RIGHT", "COUNT", count)
+
+    def _brpop_read(self, **options: Any) -> bool:
+        if self._pop_command != "BLMPOP":
+            return bool(super()._brpop_read(**options))  # type: ignore[no-untyped-call]
+        try:
+            try:
+                reply = self.client.parse_response(self.client.connection, "BLMPOP", **options)
+            except self.connection_errors:
+                self.client.connection.disconnect()  # the next round reconnects (as kombu does)
+                raise
+            if not reply:
+                raise Empty()
+            key, items = reply
+            key = bytes_to_str(key)  # type: ignore[no-untyped-call]
+            dest = key.rsplit(self.sep, 1)[0]
+            self._queue_cycle.rotate(dest)
+            for i, item in enumerate(items):
+                try:
+                    self.connection._deliver(loads(bytes_to_str(item)), dest)  # type: ignore[no-untyped-call]
+                except BaseException:
+                    # Popped but not handed over: back where they were, next in line (BRPOP would not have
+                    # taken them yet).
+                    if items[i + 1 :]:
+                        self._create_client().rpush(key, *reversed(items[i + 1 :]))
+                    raise
+            return True
+        finally:
+            self._in_poll = None  # type: ignore[assignment]
+            self._flush_brpop_reauth()  # type: ignore[no-untyped-call]
+
+    def _can_pop_many(self) -> bool:
+        if self._has_blmpop is None:
+            if self.global_keyprefix:
+                self._has_blmpop = False  # kombu prefixes the keys of the commands it knows; BLMPOP is not one
+            else:
+                version = str(self._create_client().info("server").get("redis_version", "0"))
+                self._has_blmpop = tuple(int(p) for p in version.split(".")[:2] if p.isdigit()) >= BLMPOP_SINCE
+        return self._has_blmpop
 
     def _create_client(self, asynchronous: bool = False) -> Any:
         if asynchronous:
