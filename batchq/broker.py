@@ -174,8 +174,7 @@ class _Channel(kombu_redis.Channel):
             if self.global_keyprefix:
                 self._has_blmpop = False  # kombu prefixes the keys of the commands it knows; BLMPOP is not one
             else:
-                version = str(self._create_client().info("server").get("redis_version", "0"))
-                self._has_blmpop = tuple(int(p) for p in version.split(".")[:2] if p.isdigit()) >= BLMPOP_SINCE
+                self._has_blmpop = has_blmpop(str(self._create_client().info("server").get("redis_version", "")))
         return self._has_blmpop
 
     def _create_client(self, asynchronous: bool = False) -> Any:
@@ -198,6 +197,14 @@ class _Channel(kombu_redis.Channel):
         client = self._create_client()
         for start in range(0, len(messages), PUSH_CHUNK):
             client.lpush(key, *messages[start : start + PUSH_CHUNK])
+
+
+def has_blmpop(redis_version: str) -> bool:
+    """Whether a server that reports this ``redis_version`` (INFO server) has BLMPOP."""
+    parts = redis_version.split(".")[:2]
+    if len(parts) < 2 or not all(p.isdigit() for p in parts):
+        return False  # unknown: kombu's BRPOP works everywhere
+    return (int(parts[0]), int(parts[1])) >= BLMPOP_SINCE
 
 
 class Transport(kombu_redis.Transport):

@@ -16,9 +16,12 @@ import httpx
 import psutil
 import pytest
 
+from batchq.broker import make_producer
+from batchq.config import Settings
 from tests.e2e.conftest import StackFactory
 from tests.servers import free_port, start_moto, start_redis
 from tests.stack import chat_lines, parse_jsonl, to_jsonl, wait_final
+from workers.publish import publish_lines
 
 #: Settings that make recovery fast enough to test: a short visibility timeout and sweeper horizon.
 FAST_RECOVERY = {
@@ -190,16 +193,20 @@ def test_s3_outage_mid_batch_and_finalize(make_stack: StackFactory, sim: str, lo
 
 
 def test_forced_duplicate_deliveries_still_exactly_once(make_stack: StackFactory, sim: str) -> None:
-    # Given: a visibility timeout (3 s) shorter than each upstream call (5 s): the broker redelivers every
-    # message while its first delivery is still running
+    # Given: every line's request message on the queue a second time while first deliveries are still running
+    # (5 s upstream calls): what a redelivery, or the sweeper's resend of a line whose holder is alive, puts there
     configure_sim(sim, latency_ms=5000)
-    settings = {**FAST_RECOVERY, "visibility_timeout_s": "3", "upstream_read_timeout_s": "30", "max_countdown_s": "1"}
-    stack = make_stack(**settings)
+    stack = make_stack(**{**FAST_RECOVERY, "upstream_read_timeout_s": "30"})
     api = stack.start_api()
     stack.start_worker("w1", concurrency=16)
     stack.start_worker("w2", concurrency=16)
     lines = chat_lines(40)
     batch_id = submit(api, lines)
+    wait_progress_started(api, batch_id, sim)
+    producer = make_producer(
+        Settings(redis_url=stack.env["BATCHQ_REDIS_URL"], storage_url=stack.env["BATCHQ_STORAGE_URL"], local_mode=True)
+    )
+    publish_lines(producer, [(batch_id, line) for line in range(len(lines))])
     batch = wait_final(api, batch_id, timeout=180, stack=stack)
     # Then: exactly once in the files, and the lease kept the upstream from seeing a line twice
     assert batch["status"] == "completed", stack.logs()
@@ -208,11 +215,19 @@ def test_forced_duplicate_deliveries_still_exactly_once(make_stack: StackFactory
     print(f"\nupstream deliveries per custom_id: {sorted(Counter(per_key.values()).items())} (count: lines)")
     assert set(per_key) == {line["custom_id"] for line in lines}
     assert max(per_key.values()) == 1, per_key.most_common(5)
-    # and duplicates really were delivered: the workers saw lines leased by another worker
+    # and the copies really were delivered while their lines were held: the workers turned them away
     worker_logs = "\n".join(p.log_path.read_text() for p in stack.procs if p.name.startswith("worker"))
     duplicates = worker_logs.count("leased by another worker")
     print(f"duplicate deliveries turned away by the lease: {duplicates}")
     assert duplicates > 0
+
+
+def wait_progress_started(api: str, batch_id: str, sim: str, timeout: float = 60) -> None:
+    """Until the upstream has received calls of this batch (its lines are held by workers)."""
+    deadline = time.monotonic() + timeout
+    while not sim_per_key(sim):
+        assert time.monotonic() < deadline, httpx.get(f"{api}/v1/batches/{batch_id}").json()
+        time.sleep(0.1)
 
 
 def test_cancel_mid_batch(make_stack: StackFactory, sim: str) -> None:

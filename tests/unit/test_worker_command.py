@@ -1,9 +1,10 @@
-"""The plain worker command runs batchq's pool; a pool named with -P wins, prefork with Celery's own size."""
+"""The plain worker command: batchq's pool (-P wins; prefork gets Celery's own size) and its consumer."""
 
 from __future__ import annotations
 
 import pytest
 
+from batchq.broker import has_blmpop
 from workers.app import pool_named_on_command_line
 
 
@@ -28,3 +29,11 @@ def test_the_plain_command_gets_threads_sized_for_io() -> None:
     conf = celery_config(Settings(max_in_flight=1000))
     assert (conf["worker_pool"], conf["worker_concurrency"]) == ("threads", 1000)
     assert celery_config(Settings())["worker_concurrency"] == 64
+
+
+@pytest.mark.parametrize(
+    ("version", "expected"),
+    [("7.0.15", True), ("7.2.4", True), ("8.0.0", True), ("6.2.14", False), ("5.0.7", False), ("", False)],
+)
+def test_the_consumer_pops_many_only_where_redis_has_blmpop(version: str, expected: bool) -> None:
+    assert has_blmpop(version) is expected
