@@ -83,7 +83,8 @@ class Settings(BaseSettings):
 
     # --- recovery ---------------------------------------------------------------------------
     visibility_timeout_s: int = 2 * 3600
-    """Redis broker visibility timeout: longer than any task (countdowns included)."""
+    """Redis broker visibility timeout: longer than any task (countdowns included). It brings back intake,
+    finalize and webhook messages; request messages are brought back by their line's lease (``lease_s``)."""
     unacked_restore_interval_s: float = 10.0
     sweep_interval_s: float = 15.0
     """How often one worker (elected through a Redis lock) runs the sweeper."""
