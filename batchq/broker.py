@@ -40,6 +40,9 @@ REQUEST_QUEUE = "requests"
 QUEUES = ("intake", REQUEST_QUEUE, "finalize", WEBHOOK_QUEUE)
 
 
+#: batchq's threads pool (batchq/threadpool.py), as Celery resolves a pool name; ``threads`` means this one.
+THREADS_POOL = "batchq.threadpool:TaskPool"
+
 #: Messages pushed by one LPUSH at most.
 PUSH_CHUNK = 500
 #: Messages one BLMPOP takes at most (fewer when the prefetch limit leaves less room).
@@ -319,7 +322,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         # The plain `celery -A workers worker` runs batchq's pool and size; -P and -c still override them.
-        "worker_pool": settings.worker_pool,
+        "worker_pool": THREADS_POOL if settings.worker_pool == "threads" else settings.worker_pool,
         "worker_concurrency": worker_concurrency(settings),
         "worker_prefetch_multiplier": 1,
         "worker_cancel_long_running_tasks_on_connection_loss": True,

@@ -11,9 +11,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from celery import Celery, signals
+from celery import Celery, concurrency, signals
 
-from batchq.broker import celery_config, worker_concurrency
+from batchq.broker import THREADS_POOL, celery_config, worker_concurrency
 from batchq.config import get_settings
 from batchq.pipeline.context import WorkerContext, get_context
 from batchq.redact import install_log_redaction
@@ -36,6 +36,8 @@ def pool_named_on_command_line(argv: Sequence[str]) -> str | None:
     return None
 
 
+# `-P threads` names batchq's threads pool too (the same pool, without a Future and a semaphore per task).
+concurrency.ALIASES["threads"] = THREADS_POOL
 app = Celery("batchq")
 app.conf.update(celery_config(get_settings()))
 named_pool = pool_named_on_command_line(sys.argv)

@@ -36,6 +36,7 @@ UPSTREAM_ENV = "BATCHQ_BENCH_UPSTREAM"
 #: Celery pool implementations by class path, named as ``-P`` takes them.
 POOL_NAMES = {
     "celery.concurrency.thread:TaskPool": "threads",
+    "batchq.threadpool:TaskPool": "threads",
     "celery.concurrency.prefork:TaskPool": "prefork",
     "celery.concurrency.gevent:TaskPool": "gevent",
     "celery.concurrency.eventlet:TaskPool": "eventlet",

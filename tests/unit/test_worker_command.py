@@ -23,12 +23,26 @@ def test_the_pool_named_on_the_command_line(argv: list[str], pool: str | None) -
 
 
 def test_the_plain_command_gets_threads_sized_for_io() -> None:
-    from batchq.broker import celery_config
+    from celery.concurrency import get_implementation
+
+    from batchq.broker import THREADS_POOL, celery_config
     from batchq.config import Settings
+    from batchq.threadpool import TaskPool
 
     conf = celery_config(Settings(max_in_flight=1000))
-    assert (conf["worker_pool"], conf["worker_concurrency"]) == ("threads", 1000)
+    assert (conf["worker_pool"], conf["worker_concurrency"]) == (THREADS_POOL, 1000)
     assert celery_config(Settings())["worker_concurrency"] == 64
+    assert get_implementation(THREADS_POOL) is TaskPool
+    assert celery_config(Settings(worker_pool="gevent"))["worker_pool"] == "gevent"
+
+
+def test_dash_p_threads_names_batchqs_pool_too() -> None:
+    from celery.concurrency import get_implementation
+
+    import workers.app  # noqa: F401 - the worker app registers the name
+    from batchq.threadpool import TaskPool
+
+    assert get_implementation("threads") is TaskPool
 
 
 @pytest.mark.parametrize(
