@@ -15,22 +15,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import redis
+import urllib3
 from celery import Celery, chord
 
 #: Environment variable with the broker and result backend URL of the reference app.
 REDIS_URL_ENV = "BATCHQ_BENCH_RAW_REDIS_URL"
 #: The reference app's only queue.
 QUEUE = "rawbench"
-#: httpx clients lent one per task in progress (not one per thread: gevent makes a greenlet per task).
-_idle: list[httpx.Client] = []
-_lock = threading.Lock()
+#: One urllib3 pool manager for every task, as batchq's upstream client (the same HTTP cost on both sides).
+_http = urllib3.PoolManager(maxsize=2048, block=False, timeout=urllib3.Timeout(connect=10.0, read=600.0), retries=False)
 
 
 def make_app(redis_url: str) -> Celery:
@@ -59,15 +57,8 @@ app = make_app(os.environ.get(REDIS_URL_ENV, "redis://127.0.0.1:6379/1"))
 def post(url: str, i: int) -> int:
     """One POST of a small chat request; the tiny result is the HTTP status."""
     body = {"model": "bench-model", "messages": [{"role": "user", "content": f"Question {i}"}], "max_tokens": 16}
-    with _lock:
-        client = _idle.pop() if _idle else None
-    if client is None:
-        client = httpx.Client(timeout=httpx.Timeout(600.0, connect=10.0))
-    try:
-        return client.post(url, json=body).status_code
-    finally:
-        with _lock:
-            _idle.append(client)
+    response = _http.request("POST", url, body=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    return int(response.status)
 
 
 def done(statuses: list[int], key: str) -> None:

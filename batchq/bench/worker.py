@@ -62,7 +62,7 @@ def _write(line: str) -> None:
 
 
 def install_http_probe(upstream: str) -> None:
-    """Time every httpx request whose URL starts with ``upstream`` (sync and async clients)."""
+    """Time every httpx and urllib3 request whose URL starts with ``upstream`` (sync and async clients)."""
     import httpx
 
     sync_send = httpx.Client.send
@@ -92,6 +92,27 @@ def install_http_probe(upstream: str) -> None:
 
     setattr(httpx.Client, "send", timed_send)  # noqa: B010 - mypy refuses assigning to a method
     setattr(httpx.AsyncClient, "send", timed_async_send)  # noqa: B010
+    _install_urllib3_probe(upstream)
+
+
+def _install_urllib3_probe(upstream: str) -> None:
+    """The same for urllib3's PoolManager (batchq's upstream client)."""
+    import urllib3
+
+    urlopen = urllib3.PoolManager.urlopen
+
+    def timed_urlopen(self: urllib3.PoolManager, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        if not url.startswith(upstream):
+            return urlopen(self, method, url, *args, **kwargs)
+        started, status = time.perf_counter(), 0
+        try:
+            response = urlopen(self, method, url, *args, **kwargs)
+            status = response.status
+            return response
+        finally:
+            _write(f"u {(time.perf_counter() - started) * 1000:.3f} {status}\n")
+
+    setattr(urllib3.PoolManager, "urlopen", timed_urlopen)  # noqa: B010
 
 
 def install_requeue_probe() -> None:
