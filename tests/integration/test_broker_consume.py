@@ -6,6 +6,8 @@ the e2e tests (kill -9, Redis restart, exactly-once) run the whole path.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -132,3 +134,22 @@ def test_an_old_redis_gets_one_brpop_a_message(redis: redis_lib.Redis, app: Cele
     for _ in range(3):
         conn.drain_events(timeout=2)
     assert received.lines() == [0, 1, 2] and _calls(redis, "blmpop") == pops
+
+
+def test_an_ack_ends_a_wait_that_had_no_room(app: Celery, consume: Any) -> None:
+    """gevent/eventlet consumers wait in drain_events (Celery waits 2 s at a time); an ack must end that wait at
+    once, or a green worker takes one prefetch window every 2 s (31 req/s at 64 slots, docs/bench.md)."""
+    publish_lines(app, [("batch_w", n) for n in range(2)])
+    conn, received = consume(REQUEST_QUEUE, 1)
+    conn.drain_events(timeout=2)
+    assert received.lines() == [0]  # the room is used up: the next drain waits with nothing to pop
+    acker = threading.Timer(0.2, received.messages[0].ack)
+    acker.start()
+    started = time.monotonic()
+    try:
+        conn.drain_events(timeout=5)
+    finally:
+        acker.join()
+    waited = time.monotonic() - started
+    assert received.lines() == [0, 1]
+    assert waited < 1.5, f"the ack did not wake the wait: line 1 came after {waited:.2f} s"
