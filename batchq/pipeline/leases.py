@@ -45,6 +45,9 @@ class Heartbeat:
         self._grants: dict[str, tuple[RateLimiter, Grant]] = {}
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        #: True from the thread's start until its loop ends. Checked instead of ``Thread.is_alive()``, which
+        #: takes the thread's state lock (and under gevent yields to the hub while ``_lock`` is held).
+        self._beating = False
 
     def hold(self, batch_id: str, line: int) -> None:
         with self._lock:
@@ -95,14 +98,18 @@ class Heartbeat:
             pipe.execute()
 
     def _start(self) -> None:
-        if self._thread is None or not self._thread.is_alive():
+        if not self._beating:
+            self._beating = True
             self._thread = threading.Thread(target=self._beat_forever, name="batchq-heartbeat", daemon=True)
             self._thread.start()
 
     def _beat_forever(self) -> None:
-        while True:
-            time.sleep(self.interval_s)
-            try:
-                self.beat()
-            except Exception:  # noqa: BLE001 - Redis away for a moment: the next beat comes well within the lease
-                log.warning("lease heartbeat failed; retrying", exc_info=True)
+        try:
+            while True:
+                time.sleep(self.interval_s)
+                try:
+                    self.beat()
+                except Exception:  # noqa: BLE001 - Redis away for a moment: the next beat comes well within the lease
+                    log.warning("lease heartbeat failed; retrying", exc_info=True)
+        finally:
+            self._beating = False  # the next hold starts a new thread
