@@ -5,7 +5,8 @@ For each batch not yet final it:
   whose line index Redis lost (intake rebuilds it);
 - fills unsent lines of a cancelled or expired batch with ``batch_cancelled`` / ``batch_expired``;
 - sends again a line handed to the broker whose holder died (its lease lapsed without a heartbeat), or that was
-  never claimed while the batch made no progress for ``requeue_after_s``, or whose outcome Redis lost;
+  never claimed ``requeue_after_s`` after it was sent and is not on the queue (a killed worker had taken its
+  message), or whose outcome Redis lost;
 - sends finalize for a batch whose counters reached its total but whose chord callback never fired;
 then tops the feeding window up (a feeder may have died between recording and publishing) and repairs its
 counters. Intake and finalize are sent at most once while a copy is queued or running (a task marker).
@@ -14,11 +15,13 @@ counters. Intake and finalize are sent at most once while a copy is queued or ru
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from batchq import keys
+from batchq.broker import REQUEST_QUEUE
 from batchq.housekeeping import housekeep
 from batchq.pipeline.context import WorkerContext
 from batchq.pipeline.finalize import fill_unsent
@@ -30,6 +33,11 @@ log = logging.getLogger(__name__)
 
 #: Lines one round sends again per batch at most (the next round goes on).
 MAX_RESENT_PER_BATCH = 2000
+#: Request messages read to tell a queued line from a lost one; a longer queue (the feeding window keeps it far
+#: shorter) cannot tell, and the line waits for its batch to stall instead.
+QUEUE_SCAN_MAX = 5000
+#: A request message's task id (``batch_…-<line>``) in kombu's JSON envelope.
+_TASK_ID = re.compile(rb'"id": "([^"]+)"')
 
 
 @dataclass
@@ -140,6 +148,7 @@ def _resend_lost(ctx: WorkerContext, record: BatchRecord, now: float) -> list[tu
         leases, outcomes = pipe.execute()
     resend: list[int] = []
     finished: list[int] = []
+    unclaimed: list[int] = []
     for line, lease, outcome in zip(due, leases, outcomes, strict=True):
         if outcome is not None:
             finished.append(line)  # recorded by a path that did not close it (e.g. a crash between): close it
@@ -147,6 +156,10 @@ def _resend_lost(ctx: WorkerContext, record: BatchRecord, now: float) -> list[tu
             resend.append(line)  # its holder died (no heartbeat), or its countdown was lost with its worker
         elif lease is None and stalled:
             resend.append(line)  # never claimed, and nothing moves: the message is gone
+        elif lease is None:
+            unclaimed.append(line)
+    if unclaimed:
+        resend.extend(_taken_and_lost(ctx, batch_id, unclaimed))
     due_back = now_ms + int(ctx.settings.requeue_after_s * 1000)
     with ctx.redis.pipeline(transaction=False) as pipe:
         if finished:
@@ -158,6 +171,28 @@ def _resend_lost(ctx: WorkerContext, record: BatchRecord, now: float) -> list[tu
     if resend:
         log.warning("batch %s: sent %d lines again (holder gone or message lost)", batch_id, len(resend))
     return [(batch_id, n) for n in resend]
+
+
+def _taken_and_lost(ctx: WorkerContext, batch_id: str, unclaimed: list[int]) -> list[int]:
+    """Of lines sent ``requeue_after_s`` ago and never claimed, those whose message is not on the queue either: a
+    worker took it and died before its claim (prefetched request messages live in the worker's memory only)."""
+    queued = queued_task_ids(ctx)
+    if queued is None:
+        return []  # cannot tell: they wait for the batch to stall
+    missing = [n for n in unclaimed if f"{batch_id}-{n}" not in queued]
+    if not missing:
+        return []
+    # Read after the queue: a line popped meanwhile by a live worker shows its claim here.
+    leases = ctx.redis.hmget(keys.batch_leases(batch_id), [str(n) for n in missing])
+    return [n for n, lease in zip(missing, leases, strict=True) if lease is None]
+
+
+def queued_task_ids(ctx: WorkerContext) -> set[str] | None:
+    """Task ids of the request messages on the queue, or None when the queue is too long to read."""
+    items = ctx.redis.lrange(REQUEST_QUEUE, 0, QUEUE_SCAN_MAX)
+    if len(items) > QUEUE_SCAN_MAX:
+        return None
+    return {m.decode() for m in _TASK_ID.findall(b"\n".join(items))}
 
 
 def _rerun_lost_outcomes(ctx: WorkerContext, record: BatchRecord) -> list[tuple[str, int]]:

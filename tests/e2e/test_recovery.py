@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from batchq import keys
+from batchq.broker import make_producer
 from batchq.config import Settings
 from batchq.pipeline.context import build_context
 from batchq.pipeline.sweep import SweepActions, sweep
@@ -17,6 +18,7 @@ from batchq.state import pack_index
 from tests.e2e.conftest import StackFactory
 from tests.e2e.test_chaos import assert_exactly_once, configure_sim, submit, wait_progress
 from tests.stack import chat_lines, wait_final
+from workers.publish import publish_lines
 
 pytestmark = [pytest.mark.e2e]
 
@@ -97,3 +99,40 @@ def test_sweeper_rounds_send_one_intake_and_one_finalize(redis: Any, redis_url: 
         sweep(ctx, actions)
     # Then: one intake and one finalize were sent, not five of each
     assert sorted(sent) == [("finalize", "batch_done"), ("intake", "batch_slow")]
+
+
+def test_a_line_whose_message_a_dead_worker_took_is_sent_again_without_waiting_for_a_stall(
+    redis: Any, redis_url: str, tmp_path: Any
+) -> None:
+    # Given: a running batch that progresses, with four lines sent over a minute ago: line 1's message still on the
+    # queue, line 3 claimed by a live worker, lines 0 and 2 neither (a worker took them and was killed before its
+    # claim: prefetched request messages live in the worker's memory only)
+    settings = Settings(redis_url=redis_url, storage_url=f"file://{tmp_path}")
+    ctx = build_context(settings)
+    now = time.time()
+    batch_id = "batch_taken"
+    redis.hset(
+        keys.batch_record(batch_id),
+        mapping={
+            "id": batch_id,
+            "account": "a",
+            "status": "in_progress",
+            "created_at": int(now) - 120,
+            "in_progress_at": int(now) - 110,
+            "last_progress_ms": int(now * 1000),
+            "total": 10,
+        },
+    )
+    redis.sadd(keys.active_batches(), batch_id)
+    redis.set(keys.batch_index(batch_id), pack_index([(n + 1, n * 10, 10) for n in range(10)]))
+    sent_at = int(now * 1000) - 61_000 + int(settings.requeue_after_s * 1000)  # due back a second ago
+    redis.zadd(keys.batch_open(batch_id), {str(n): sent_at for n in range(4)})
+    redis.hset(keys.batch_leases(batch_id), "3", f"{int(now * 1000) + 30_000}:live-worker")
+    publish_lines(make_producer(settings), [(batch_id, 1)])
+    sent: list[tuple[str, int]] = []
+    actions = SweepActions(send_intake=lambda b: None, send_finalize=lambda b: None, send_lines=sent.extend)
+    # When: the sweeper runs (the batch is not stalled: it progressed just now)
+    sweep(ctx, actions)
+    # Then: only the lines that are neither queued nor claimed are sent again, at once
+    assert sorted(sent) == [(batch_id, 0), (batch_id, 2)]
+    assert redis.llen("requests") == 1
