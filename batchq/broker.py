@@ -12,6 +12,7 @@ import json
 import os
 import threading
 import uuid
+import weakref
 from collections.abc import Iterable, Sequence
 from queue import Empty
 from time import monotonic
@@ -231,6 +232,13 @@ class _Poller(kombu_redis.MultiChannelPoller):
         self._wake_registered: Any = None  # the poller the pipe is registered with
         self._waiting = False
         self._woken = False
+        self._stopping = False
+        _POLLERS.add(self)
+
+    def stop_waiting(self) -> None:
+        """The worker is shutting down: end the wait now, and every later one at once (see :func:`stop_waits`)."""
+        self._stopping = True
+        self.wake()
 
     def wake(self) -> None:
         """Called at every ack: end a wait that has no room to pop (a write only while such a wait is on)."""
@@ -252,6 +260,12 @@ class _Poller(kombu_redis.MultiChannelPoller):
         self._waiting = True
         try:
             return super().get(callback, timeout)  # type: ignore[no-untyped-call]
+        except Empty:
+            if self._stopping:
+                # kombu's drain_events polls again until its timeout (Celery's: 2 s) on Empty; a timeout ends it,
+                # and Celery's loop then sees the shutdown.
+                raise TimeoutError() from None
+            raise
         finally:
             self._waiting = False
             if self._woken:
@@ -285,6 +299,19 @@ class _Poller(kombu_redis.MultiChannelPoller):
                 os.close(fd)
             self._wake = None
             self._wake_registered = None
+
+
+_POLLERS: weakref.WeakSet[_Poller] = weakref.WeakSet()
+
+
+def stop_waits() -> None:
+    """End the waits of this process's green consumers (the task consumer's and the remote-control one's).
+
+    Called when a worker starts shutting down: each would otherwise finish its wait first (2 s and 1 s in Celery's
+    loops, and kombu polls again until then), and a gevent worker's warm shutdown took 5 s instead of 1.
+    """
+    for poller in list(_POLLERS):
+        poller.stop_waiting()
 
 
 class Transport(kombu_redis.Transport):

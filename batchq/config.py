@@ -99,8 +99,9 @@ class Settings(BaseSettings):
     """Start even when Redis may evict keys (maxmemory with a policy other than noeviction): not recommended."""
 
     # --- workers and scheduling ------------------------------------------------------------------
-    worker_pool: Literal["threads", "prefork", "gevent", "solo"] = "threads"
-    """Pool of the plain ``celery -A workers worker`` command (``-P`` overrides). Calls are I/O-bound: threads."""
+    worker_pool: Literal["threads", "prefork", "gevent", "solo"] = "gevent"
+    """Pool of the plain ``celery -A workers worker`` command (``-P`` overrides). Calls wait on I/O: gevent, which the
+    plain command starts itself under (batchq/green.py); ``threads`` is batchq's threads pool."""
     worker_concurrency: int = 0
     """Slots per worker process (``-c`` overrides); 0 = the default route's max_in_flight, at least 64."""
     dispatch_window: int = 0

@@ -145,10 +145,13 @@ def celery_worker_cmd(
     name: str,
     *,
     queues: str = "intake,requests,finalize",
-    pool: str | None = "threads",
+    pool: str | None = "gevent",
     concurrency: int | None = 16,
 ) -> list[str]:
-    """The worker command; ``pool``/``concurrency`` None leaves the flag out (the README's plain command)."""
+    """The worker command; ``pool``/``concurrency`` None leaves the flag out (the README's plain command).
+
+    The default pool is the plain command's (gevent), named with ``-P`` so that the worker skips the plain
+    command's restart under it (~1 s a start); tests/e2e/test_defaults.py runs the plain command itself."""
     return [
         str(VENV_BIN / "celery"),
         "-A",

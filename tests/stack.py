@@ -40,7 +40,7 @@ class Stack:
         self,
         name: str,
         *,
-        pool: str | None = "threads",
+        pool: str | None = "gevent",
         concurrency: int | None = 16,
         queues: str = "intake,requests,finalize",
     ) -> Proc:

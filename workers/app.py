@@ -7,13 +7,14 @@ API's producer. The tasks live in the modules of ``include``; none of them is im
 from __future__ import annotations
 
 import logging
+import os
 import sys
-from collections.abc import Sequence
 from typing import Any
 
 from celery import Celery, concurrency, signals
 
-from batchq.broker import THREADS_POOL, celery_config, worker_concurrency
+from batchq import green
+from batchq.broker import THREADS_POOL, celery_config, stop_waits, worker_concurrency
 from batchq.config import get_settings
 from batchq.pipeline.context import WorkerContext, get_context
 from batchq.redact import install_log_redaction
@@ -23,24 +24,16 @@ from batchq.state.health import check_eviction_policy
 PER_TASK_LOGGERS = ("celery.worker.strategy", "celery.app.trace")
 
 
-def pool_named_on_command_line(argv: Sequence[str]) -> str | None:
-    """The pool ``-P``/``--pool`` names on the worker's command line, or None."""
-    args = list(argv[1:])
-    for i, arg in enumerate(args):
-        if arg in ("-P", "--pool"):
-            return args[i + 1] if i + 1 < len(args) else None
-        if arg.startswith("--pool="):
-            return arg.split("=", 1)[1]
-        if arg.startswith("-P") and len(arg) > 2:
-            return arg[2:]
-    return None
-
-
 # `-P threads` names batchq's threads pool too (the same pool, without a Future and a semaphore per task).
 concurrency.ALIASES["threads"] = THREADS_POOL
+if green.needs_restart(sys.argv, get_settings().worker_pool, dict(os.environ)):
+    green.restart_under_gevent()  # the same command with -P gevent, so that Celery patches first (batchq/green.py)
+green.make_zero_waits_direct()
 app = Celery("batchq")
 app.conf.update(celery_config(get_settings()))
-named_pool = pool_named_on_command_line(sys.argv)
+named_pool = green.pool_named_on_command_line(sys.argv)
+if app.conf.worker_pool == green.GEVENT and not named_pool and not green.is_patched():
+    app.conf.worker_pool = THREADS_POOL  # not the worker command (or not restarted): gevent unpatched would block
 if named_pool:
     # Celery cannot tell `-P prefork` from its default, so a configured pool would win over it: drop ours.
     app.conf.worker_pool = None
@@ -64,6 +57,12 @@ def _check_redis(**_: Any) -> None:
     problem = check_eviction_policy(context().redis, allow=settings.allow_redis_eviction)
     if problem:
         log.warning("%s (allowed by BATCHQ_ALLOW_REDIS_EVICTION)", problem)
+
+
+@signals.worker_shutting_down.connect
+def _stop_waiting(**_: Any) -> None:
+    """Under gevent the consumers wait in drain_events: end those waits so that the shutdown starts at once."""
+    stop_waits()
 
 
 @signals.setup_logging.connect

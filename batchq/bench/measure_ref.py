@@ -17,15 +17,23 @@ from batchq.bench.stack import Stack, start_raw_worker
 BASELINE_CLIENTS = {"asyncio": "httpx", "cookbook": "aiohttp"}
 
 
+#: The raw Celery worker's pool where batchq's differs. Stock Celery under gevent stalls: kombu's Redis poller waits
+#: out Celery's 2 s drain timeout whenever the prefetch limit is reached (31 req/s at 200 ms and 64 slots; batchq's
+#: transport wakes on the ack, docs/bench.md). So against batchq on gevent the reference is Celery's threads pool.
+RAW_POOL = {"gevent": "threads"}
+
+
 def raw_concurrency(stack: Stack, s: Scenario, asked: int | None = None) -> tuple[str, int]:
-    """The raw Celery worker's pool and concurrency: what batchq's first worker reported. When the scenario sets
-    BATCHQ_MAX_IN_FLIGHT, capped at its share per worker, so that raw Celery has no more requests in flight than
-    batchq is allowed (issue 10: "at 200 ms with 64 in flight"). ``asked`` (--celery-concurrency) overrides."""
+    """The raw Celery worker's pool and concurrency: what batchq's first worker reported (its pool through
+    :data:`RAW_POOL`). When the scenario sets BATCHQ_MAX_IN_FLIGHT, capped at its share per worker, so that raw
+    Celery has no more requests in flight than batchq is allowed (issue 10: "at 200 ms with 64 in flight").
+    ``asked`` (--celery-concurrency) overrides."""
     info = stack.worker_info[0]
     concurrency = int(info["concurrency"])
     if s.max_in_flight:
         concurrency = min(concurrency, max(s.max_in_flight // max(len(stack.worker_info), 1), 1))
-    return str(info["pool"]), asked or concurrency
+    pool = str(info["pool"])
+    return RAW_POOL.get(pool, pool), asked or concurrency
 
 
 def _run_child(stack: Stack, name: str, argv: list[str], timeout_s: float) -> tuple[TreeSampler, int | None]:

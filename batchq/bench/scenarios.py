@@ -12,7 +12,7 @@ SIDES = ("batchq", "celery", "asyncio", "cookbook")
 #: What each side is, for table titles.
 SIDE_TITLES = {
     "batchq": "batchq through its HTTP API",
-    "celery": "raw Celery chord of one-POST tasks, same pool and concurrency",
+    "celery": "raw Celery chord of one-POST tasks, same concurrency and pool (threads where batchq runs gevent)",
     "asyncio": "asyncio, one httpx.AsyncClient per concurrent request",
     "cookbook": "asyncio + aiohttp, cookbook api_request_parallel_processor style",
 }

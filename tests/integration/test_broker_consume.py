@@ -17,7 +17,7 @@ import redis as redis_lib
 from celery import Celery
 from kombu import Consumer, Queue
 
-from batchq.broker import REQUEST_QUEUE, make_producer
+from batchq.broker import REQUEST_QUEUE, make_producer, stop_waits
 from batchq.config import Settings
 from workers.publish import publish_lines
 
@@ -153,3 +153,18 @@ def test_an_ack_ends_a_wait_that_had_no_room(app: Celery, consume: Any) -> None:
     waited = time.monotonic() - started
     assert received.lines() == [0, 1]
     assert waited < 1.5, f"the ack did not wake the wait: line 1 came after {waited:.2f} s"
+
+
+def test_a_shutdown_ends_the_wait_at_once(consume: Any) -> None:
+    """A green worker's consumers wait in drain_events (kombu polls again until the timeout); the shutdown signal
+    ends the wait (workers/app.py connects stop_waits to worker_shutting_down): warm shutdown took 5 s, now ~1 s."""
+    conn, received = consume("nothing-queued", 4)
+    stopper = threading.Timer(0.2, stop_waits)
+    stopper.start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(TimeoutError):
+            conn.drain_events(timeout=5)
+    finally:
+        stopper.join()
+    assert time.monotonic() - started < 1.5 and received.messages == []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from batchq.broker import has_blmpop
-from workers.app import pool_named_on_command_line
+from batchq.green import pool_named_on_command_line
 
 
 @pytest.mark.parametrize(
@@ -22,7 +22,7 @@ def test_the_pool_named_on_the_command_line(argv: list[str], pool: str | None) -
     assert pool_named_on_command_line(argv) == pool
 
 
-def test_the_plain_command_gets_threads_sized_for_io() -> None:
+def test_the_plain_command_gets_gevent_sized_for_io() -> None:
     from celery.concurrency import get_implementation
 
     from batchq.broker import THREADS_POOL, celery_config
@@ -30,10 +30,10 @@ def test_the_plain_command_gets_threads_sized_for_io() -> None:
     from batchq.threadpool import TaskPool
 
     conf = celery_config(Settings(max_in_flight=1000))
-    assert (conf["worker_pool"], conf["worker_concurrency"]) == (THREADS_POOL, 1000)
+    assert (conf["worker_pool"], conf["worker_concurrency"]) == ("gevent", 1000)
     assert celery_config(Settings())["worker_concurrency"] == 64
+    assert celery_config(Settings(worker_pool="threads"))["worker_pool"] == THREADS_POOL
     assert get_implementation(THREADS_POOL) is TaskPool
-    assert celery_config(Settings(worker_pool="gevent"))["worker_pool"] == "gevent"
 
 
 def test_dash_p_threads_names_batchqs_pool_too() -> None:
