@@ -197,14 +197,17 @@ class _Channel(kombu_redis.Channel):
         return client
 
     def push_messages(self, queue: str, messages: Sequence[str]) -> None:
-        """LPUSH ready-made messages onto ``queue`` (what kombu's ``_put`` does one at a time), a chunk a command.
+        """:func:`push_messages` on this channel's key for ``queue`` (kombu's ``_put``, many at a time)."""
+        push_messages(self._create_client(), self._q_for_pri(queue, 0), messages)  # type: ignore[no-untyped-call]
 
-        Chunks keep one command's size bounded (~1.5 KB a message) when intake sends a large first window.
-        """
-        key = self._q_for_pri(queue, 0)  # type: ignore[no-untyped-call]
-        client = self._create_client()
-        for start in range(0, len(messages), PUSH_CHUNK):
-            client.lpush(key, *messages[start : start + PUSH_CHUNK])
+
+def push_messages(client: Any, key: str, messages: Sequence[str]) -> None:
+    """LPUSH ready-made messages onto the list ``key`` (a queue without a key prefix: its name), a chunk a command.
+
+    Chunks keep one command's size bounded (~1.5 KB a message) when intake sends a large first window.
+    """
+    for start in range(0, len(messages), PUSH_CHUNK):
+        client.lpush(key, *messages[start : start + PUSH_CHUNK])
 
 
 def has_blmpop(redis_version: str) -> bool:
