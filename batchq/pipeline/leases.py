@@ -44,9 +44,8 @@ class Heartbeat:
         self._lines: dict[str, set[int]] = defaultdict(set)
         self._grants: dict[str, tuple[RateLimiter, Grant]] = {}
         self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        #: True from the thread's start until its loop ends. Checked instead of ``Thread.is_alive()``, which
-        #: takes the thread's state lock (and under gevent yields to the hub while ``_lock`` is held).
+        #: True from the heartbeat thread's start until its loop ends. Checked instead of ``Thread.is_alive()``,
+        #: which takes the thread's state lock (and under gevent yields to the hub while ``_lock`` is held).
         self._beating = False
 
     def hold(self, batch_id: str, line: int) -> None:
@@ -100,8 +99,7 @@ class Heartbeat:
     def _start(self) -> None:
         if not self._beating:
             self._beating = True
-            self._thread = threading.Thread(target=self._beat_forever, name="batchq-heartbeat", daemon=True)
-            self._thread.start()
+            threading.Thread(target=self._beat_forever, name="batchq-heartbeat", daemon=True).start()
 
     def _beat_forever(self) -> None:
         try:

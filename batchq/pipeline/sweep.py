@@ -61,9 +61,10 @@ class SweepActions:
 def sweep(ctx: WorkerContext, actions: SweepActions) -> SweepReport:
     report = SweepReport()
     queued: dict[str, int] = {}
+    on_queue = _QueuedIds(ctx)
     for batch_id in ctx.state.active_ids():
         try:
-            _sweep_batch(ctx, actions, batch_id, report, queued)
+            _sweep_batch(ctx, actions, batch_id, report, queued, on_queue)
         except Exception:  # noqa: BLE001 - one bad batch must not stop the sweep of the others
             log.exception("sweep of batch %s failed", batch_id)
     ctx.schedule.set_queued(sum(queued.values()), queued)
@@ -86,7 +87,12 @@ def send_once(ctx: WorkerContext, task: str, batch_id: str, send: Callable[[str]
 
 
 def _sweep_batch(
-    ctx: WorkerContext, actions: SweepActions, batch_id: str, report: SweepReport, queued: dict[str, int]
+    ctx: WorkerContext,
+    actions: SweepActions,
+    batch_id: str,
+    report: SweepReport,
+    queued: dict[str, int],
+    on_queue: _QueuedIds,
 ) -> None:
     s = ctx.settings
     record = ctx.state.get_record(batch_id)
@@ -125,14 +131,14 @@ def _sweep_batch(
         return
     if done >= record.total:
         actions.send_lines(_rerun_lost_outcomes(ctx, record))
-    resent = _resend_lost(ctx, record, now)
+    resent = _resend_lost(ctx, record, now, on_queue)
     if resent:
         actions.send_lines(resent)
         report.requeued[batch_id] = len(resent)
     queued[record.account] = queued.get(record.account, 0) + int(ctx.redis.zcard(keys.batch_open(batch_id)))
 
 
-def _resend_lost(ctx: WorkerContext, record: BatchRecord, now: float) -> list[tuple[str, int]]:
+def _resend_lost(ctx: WorkerContext, record: BatchRecord, now: float, on_queue: _QueuedIds) -> list[tuple[str, int]]:
     """Lines handed out whose message or holder is gone, due back by now: send them again."""
     batch_id = record.id
     now_ms = int(now * 1000)
@@ -159,7 +165,7 @@ def _resend_lost(ctx: WorkerContext, record: BatchRecord, now: float) -> list[tu
         elif lease is None:
             unclaimed.append(line)
     if unclaimed:
-        resend.extend(_taken_and_lost(ctx, batch_id, unclaimed))
+        resend.extend(_taken_and_lost(ctx, batch_id, unclaimed, on_queue))
     due_back = now_ms + int(ctx.settings.requeue_after_s * 1000)
     with ctx.redis.pipeline(transaction=False) as pipe:
         if finished:
@@ -173,10 +179,10 @@ def _resend_lost(ctx: WorkerContext, record: BatchRecord, now: float) -> list[tu
     return [(batch_id, n) for n in resend]
 
 
-def _taken_and_lost(ctx: WorkerContext, batch_id: str, unclaimed: list[int]) -> list[int]:
+def _taken_and_lost(ctx: WorkerContext, batch_id: str, unclaimed: list[int], on_queue: _QueuedIds) -> list[int]:
     """Of lines sent ``requeue_after_s`` ago and never claimed, those whose message is not on the queue either: a
     worker took it and died before its claim (prefetched request messages live in the worker's memory only)."""
-    queued = queued_task_ids(ctx)
+    queued = on_queue.ids()
     if queued is None:
         return []  # cannot tell: they wait for the batch to stall
     missing = [n for n in unclaimed if f"{batch_id}-{n}" not in queued]
@@ -187,12 +193,22 @@ def _taken_and_lost(ctx: WorkerContext, batch_id: str, unclaimed: list[int]) -> 
     return [n for n, lease in zip(missing, leases, strict=True) if lease is None]
 
 
-def queued_task_ids(ctx: WorkerContext) -> set[str] | None:
-    """Task ids of the request messages on the queue, or None when the queue is too long to read."""
-    items = ctx.redis.lrange(REQUEST_QUEUE, 0, QUEUE_SCAN_MAX)
-    if len(items) > QUEUE_SCAN_MAX:
-        return None
-    return {m.decode() for m in _TASK_ID.findall(b"\n".join(items))}
+class _QueuedIds:
+    """The task ids of the request messages on the queue, read at most once a sweep round (and only if asked)."""
+
+    def __init__(self, ctx: WorkerContext) -> None:
+        self._ctx = ctx
+        self._read = False
+        self._ids: set[str] | None = None
+
+    def ids(self) -> set[str] | None:
+        """The ids, or None when the queue is too long to read."""
+        if not self._read:
+            items = self._ctx.redis.lrange(REQUEST_QUEUE, 0, QUEUE_SCAN_MAX)
+            if len(items) <= QUEUE_SCAN_MAX:
+                self._ids = {m.decode() for m in _TASK_ID.findall(b"\n".join(items))}
+            self._read = True
+        return self._ids
 
 
 def _rerun_lost_outcomes(ctx: WorkerContext, record: BatchRecord) -> list[tuple[str, int]]:
