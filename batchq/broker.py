@@ -397,8 +397,16 @@ def request_messages(lines: Iterable[tuple[str, int]], *, reply_to: str) -> list
 
 
 def worker_concurrency(settings: Settings) -> int:
-    """Slots per worker process: BATCHQ_WORKER_CONCURRENCY, else the in-flight cap (calls wait on I/O), >= 64."""
-    return settings.worker_concurrency if settings.worker_concurrency > 0 else max(64, settings.max_in_flight)
+    """Slots per worker process: BATCHQ_WORKER_CONCURRENCY, else the in-flight cap and half as many again, >= 64.
+
+    Calls wait on I/O, so a slot per call the cap allows; the extra half are requests already claimed and read,
+    queued in the limiter's FIFO for the next freed call slot (batchq/ratelimit: a BLPOP, no polling). Without them
+    a freed call slot waited for the round trips between two calls of one task (record, feed, chord part, fetch,
+    claim, acquire): docs/bench.md, fifth pass.
+    """
+    if settings.worker_concurrency > 0:
+        return settings.worker_concurrency
+    return max(64, settings.max_in_flight + settings.max_in_flight // 2)
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:

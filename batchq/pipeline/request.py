@@ -23,8 +23,10 @@ from batchq.validation import RequestLine, normalize_line
 
 log = logging.getLogger(__name__)
 
-#: After waiting this long for a limiter slot, the batch's status is read again before the call is made.
-STALE_CLAIM_S = 0.05
+#: After waiting this long for a limiter slot, the batch's status is read again before the call is made. A wait of
+#: about one call (the common case: a worker has more slots than the in-flight cap) costs no extra round trip; a
+#: cancel meanwhile lets such a line go out as it lets calls already in flight finish.
+STALE_CLAIM_S = 1.0
 
 
 @dataclass(frozen=True)
