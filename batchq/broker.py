@@ -340,60 +340,76 @@ def request_messages(lines: Iterable[tuple[str, int]], *, reply_to: str) -> list
     ~0.8 ms a line on the hot path (every recorded outcome feeds the next line). A test pops both and compares.
     """
     origin = anon_nodename()
-    out = []
-    for batch_id, line in lines:
-        task_id = f"{batch_id}-{line}"
-        chord: dict[str, Any] = {
-            "task": FINALIZE_TASK,
-            "args": [batch_id],
-            "kwargs": {},
-            "options": {},
-            "subtask_type": None,
-            "immutable": True,
+    return [_request_message(b, line, reply_to, origin, str(uuid.uuid4()), raw_body=False) for b, line in lines]
+
+
+#: Placeholders of :func:`request_message_template`: the batch id, the line (a JSON number) and the delivery tag.
+#: Letters and digits only, so that a Lua ``gsub`` takes them as plain text.
+TEMPLATE_BATCH = "BATCHQ0TEMPLATE0BATCH"
+TEMPLATE_LINE = 900719925474099
+TEMPLATE_TAG = "BATCHQ0TEMPLATE0TAG"
+
+
+def request_message_template(*, reply_to: str) -> str:
+    """One request-task message with placeholders, for a Lua script that fills them in and pushes the message
+    itself (state/scripts/feed.lua: a recorded outcome feeds the next line in its own round trip).
+
+    The body is stored as UTF-8 text (``body_encoding`` ``utf-8``, which kombu decodes and restores as is), not
+    base64 as kombu's publish writes it: Lua fills in plain text. Everything else is :func:`request_messages`'s.
+    """
+    return _request_message(TEMPLATE_BATCH, TEMPLATE_LINE, reply_to, anon_nodename(), TEMPLATE_TAG, raw_body=True)
+
+
+def _request_message(batch_id: str, line: int, reply_to: str, origin: str, tag: str, *, raw_body: bool) -> str:
+    task_id = f"{batch_id}-{line}"
+    chord: dict[str, Any] = {
+        "task": FINALIZE_TASK,
+        "args": [batch_id],
+        "kwargs": {},
+        "options": {},
+        "subtask_type": None,
+        "immutable": True,
+    }
+    body = json.dumps([[batch_id, line], {}, {"callbacks": None, "errbacks": None, "chain": None, "chord": chord}])
+    headers: dict[str, Any] = {
+        "lang": "py",
+        "task": REQUEST_TASK,
+        "id": task_id,
+        "shadow": None,
+        "eta": None,
+        "expires": None,
+        "group": batch_id,
+        "group_index": line,
+        "retries": 0,
+        "timelimit": [None, None],
+        "root_id": task_id,
+        "parent_id": None,
+        "argsrepr": repr([batch_id, line]),
+        "kwargsrepr": "{}",
+        "origin": origin,
+        "ignore_result": None,
+        "replaced_task_nesting": 0,
+        "stamped_headers": None,
+        "stamps": {},
+    }
+    properties = {
+        "correlation_id": task_id,
+        "reply_to": reply_to,
+        "delivery_mode": 2,
+        "delivery_info": {"exchange": "", "routing_key": REQUEST_QUEUE},
+        "priority": 0,
+        "body_encoding": "utf-8" if raw_body else "base64",
+        "delivery_tag": tag,
+    }
+    return json.dumps(
+        {
+            "body": body if raw_body else base64.b64encode(body.encode()).decode(),
+            "content-encoding": "utf-8",
+            "content-type": "application/json",
+            "headers": headers,
+            "properties": properties,
         }
-        body = json.dumps([[batch_id, line], {}, {"callbacks": None, "errbacks": None, "chain": None, "chord": chord}])
-        headers = {
-            "lang": "py",
-            "task": REQUEST_TASK,
-            "id": task_id,
-            "shadow": None,
-            "eta": None,
-            "expires": None,
-            "group": batch_id,
-            "group_index": line,
-            "retries": 0,
-            "timelimit": [None, None],
-            "root_id": task_id,
-            "parent_id": None,
-            "argsrepr": repr([batch_id, line]),
-            "kwargsrepr": "{}",
-            "origin": origin,
-            "ignore_result": None,
-            "replaced_task_nesting": 0,
-            "stamped_headers": None,
-            "stamps": {},
-        }
-        properties = {
-            "correlation_id": task_id,
-            "reply_to": reply_to,
-            "delivery_mode": 2,
-            "delivery_info": {"exchange": "", "routing_key": REQUEST_QUEUE},
-            "priority": 0,
-            "body_encoding": "base64",
-            "delivery_tag": str(uuid.uuid4()),
-        }
-        out.append(
-            json.dumps(
-                {
-                    "body": base64.b64encode(body.encode()).decode(),
-                    "content-encoding": "utf-8",
-                    "content-type": "application/json",
-                    "headers": headers,
-                    "properties": properties,
-                }
-            )
-        )
-    return out
+    )
 
 
 def worker_concurrency(settings: Settings) -> int:

@@ -14,11 +14,19 @@ from typing import Any
 from celery import Celery, concurrency, signals
 
 from batchq import green
-from batchq.broker import THREADS_POOL, celery_config, stop_waits, worker_concurrency
+from batchq.broker import (
+    REQUEST_QUEUE,
+    THREADS_POOL,
+    celery_config,
+    request_message_template,
+    stop_waits,
+    worker_concurrency,
+)
 from batchq.config import get_settings
 from batchq.pipeline.context import WorkerContext, get_context
 from batchq.redact import install_log_redaction
 from batchq.state.health import check_eviction_policy
+from batchq.state.schedule import MessagePush
 
 #: Celery's loggers that write a line per task at INFO; failures still come through at WARNING and above.
 PER_TASK_LOGGERS = ("celery.worker.strategy", "celery.app.trace")
@@ -45,9 +53,13 @@ log = logging.getLogger("batchq.worker")
 
 
 def context() -> WorkerContext:
-    """This process's WorkerContext (rebuilt after a fork), its pools sized for the worker's slots."""
+    """This process's WorkerContext (rebuilt after a fork), its pools sized for the worker's slots; a recorded
+    outcome pushes the request messages of the lines it feeds (one round trip for both, pipeline/outcomes.py)."""
     settings = get_settings()
-    return get_context(settings, max(int(app.conf.worker_concurrency or 0), worker_concurrency(settings)))
+    ctx = get_context(settings, max(int(app.conf.worker_concurrency or 0), worker_concurrency(settings)))
+    if ctx.request_push is None:
+        ctx.request_push = MessagePush(REQUEST_QUEUE, request_message_template(reply_to=app.oid))
+    return ctx
 
 
 @signals.worker_init.connect

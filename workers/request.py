@@ -35,7 +35,8 @@ def process_request(self: Task, batch_id: str, line: int) -> str:
         log.debug("batch %s line %d skipped: %s", batch_id, line, result.reason)
         return "ok"
     if isinstance(result, Done):
-        publish_lines(app, result.next_lines, client=ctx.redis)
+        if not result.pushed:
+            publish_lines(app, result.next_lines, client=ctx.redis)
         if result.recorded and result.batch_done:
             # The chord's callback finalizes too; this covers a chord whose count a crash or lost key upset.
             send_once(ctx, "finalize", batch_id, lambda b: app.send_task(FINALIZE_TASK, args=[b]), 60.0)

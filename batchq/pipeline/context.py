@@ -17,7 +17,7 @@ from batchq.pipeline.inputs import InputReader
 from batchq.pipeline.leases import Heartbeat
 from batchq.ratelimit import RateLimiter
 from batchq.state import BatchState, LineState
-from batchq.state.schedule import Schedule
+from batchq.state.schedule import MessagePush, Schedule
 from batchq.storage import ObjectStore, store_from_url
 from batchq.upstream import Route, RouteTable, UpstreamClient
 from batchq.validation import ValidationLimits
@@ -36,6 +36,8 @@ class WorkerContext:
     files: FileRegistry
     routes: RouteTable
     upstream: UpstreamClient
+    request_push: MessagePush | None = None
+    """Set by the worker shell (its app's reply-to): a recorded outcome then pushes the lines it feeds itself."""
     _limiters: dict[str, RateLimiter] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 

@@ -1,5 +1,6 @@
 """The one way a line's outcome is written: the output-line JSON, recorded once, with the counters, the metrics,
-the limiter's slot and the feeding window, in one round trip that also picks the lines to feed next.
+the limiter's slot and the feeding window, in one round trip that also picks the lines to feed next (and, in a
+worker, pushes their request messages).
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ class Done:
     batch_done: bool
     next_lines: list[tuple[str, int]] = field(default_factory=list)
     """Lines the scheduler picked to hand to the broker now (this outcome freed their place)."""
+    pushed: bool = False
+    """The feed script already pushed ``next_lines``'s messages (``ctx.request_push``): nothing left to publish."""
 
 
 def record(
@@ -84,10 +87,12 @@ def record(
                     usage=usage,
                 )
                 if feed:
-                    ctx.schedule.feed_on(pipe, FEED_PER_OUTCOME)
+                    ctx.schedule.feed_on(pipe, FEED_PER_OUTCOME, push=ctx.request_push)
                 if slot is not None:
                     slot.limiter.release_on(pipe, slot.grant, slot.tokens)
                 replies = pipe.execute()
+            if slot is not None:
+                slot.limiter.released(slot.grant)
             break
         except NoScriptError:
             if not tries_left:
@@ -97,7 +102,7 @@ def record(
             ctx.schedule.load_scripts()
     result = ctx.lines.recorded(replies[0])
     picked = ctx.schedule.picked(replies[1]) if feed else []
-    return Done(result.recorded, result.batch_done, picked)
+    return Done(result.recorded, result.batch_done, picked, pushed=feed and ctx.request_push is not None)
 
 
 def record_success(

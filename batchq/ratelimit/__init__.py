@@ -22,7 +22,9 @@ Reservations are served in call order (FIFO). A wait longer than ``max_wait_s`` 
 
 **In-flight slots without a storm.** Requests in flight are a sorted set of grant ids scored by lease expiry. A
 caller that finds no free slot joins a FIFO queue and BLPOPs its own key; a release hands the freed slot straight
-to the oldest live waiter (a fresh lease) and LPUSHes its key, so exactly one waiter wakes and nobody races.
+to the oldest live waiter (a fresh lease) and LPUSHes its key, so exactly one waiter wakes and nobody races. A
+process that itself holds the whole cap keeps its further callers in the process until one of its calls ends (one
+round trip then, not three: a worker has more slots than the cap, see batchq.broker.worker_concurrency).
 Leases are short (``lease_s``, 30 s by default): the holder renews them while its call runs (:meth:`renew`, one
 round trip for many grants; the worker's per-process heartbeat, batchq.pipeline.leases, does it), and a lapsed lease
 (its holder died) gives its slot back on the next acquire, release, renew or :meth:`reap`. Slots are counted

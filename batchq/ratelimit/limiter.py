@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 import time
 import uuid
 from collections.abc import Iterable, Sequence
@@ -161,6 +162,10 @@ class RateLimiter:
             self.per_second,
             round(tau_ms, 3),
         ]
+        self._gate = threading.Condition()
+        self._held_here: dict[str, float] = {}
+        """This process's grants on the route (in-flight routes only) -> when their lease lapses unless renewed
+        (``time.monotonic()``, as in Redis): see :meth:`_enter`."""
         self._acquire = redis.register_script(script_text("acquire"))
         self._wait = redis.register_script(script_text("wait"))
         self._release = redis.register_script(script_text("release"))
@@ -174,9 +179,11 @@ class RateLimiter:
     def acquire(self, estimated_tokens: int = 0, *, max_wait_s: float, sleep: bool = True) -> Grant | Denied:
         """Hold an in-flight slot and reserve a send time; by default return when that time has come.
 
-        One round trip when a slot is free. Otherwise the caller joins a FIFO queue and blocks (BLPOP on its own
-        key) until a release hands it a slot, then reserves its send time: no polling, and waiting costs no
-        Redis commands. Reservations are FIFO too: each goes at or after the one reserved before it.
+        One round trip when a slot is free. While this process itself holds every slot of the cap, the caller
+        first waits in the process for one of those calls to end (:meth:`_enter`). If Redis has no free slot, the
+        caller joins a FIFO queue and blocks (BLPOP on its own key) until a release hands it a slot, then
+        reserves its send time: no polling, and waiting costs no Redis commands. Reservations are FIFO too: each
+        goes at or after the one reserved before it.
 
         Args:
             estimated_tokens: Tokens to reserve in the token window (prompt estimate + max completion tokens);
@@ -189,9 +196,19 @@ class RateLimiter:
             A :class:`Grant` (release it in every path), or a :class:`Denied` saying why and for how long.
         """
         started = time.monotonic()
-        answer = self._reserve(clamp_tokens(estimated_tokens) or 0, max(0, round(max_wait_s * 1000)))
-        if sleep and isinstance(answer, Grant):
-            return self.sleep_until_send(answer, deadline=started + max_wait_s)
+        grant_id = uuid.uuid4().hex
+        if not self._enter(grant_id, started + max_wait_s):
+            return Denied(retry_after_s=IN_FLIGHT_RETRY_S, reason="in_flight")
+        try:
+            left_ms = max(0, round((started + max_wait_s - time.monotonic()) * 1000))
+            answer = self._reserve(grant_id, clamp_tokens(estimated_tokens) or 0, left_ms)
+            if sleep and isinstance(answer, Grant):
+                answer = self.sleep_until_send(answer, deadline=started + max_wait_s)
+        except BaseException:
+            self._leave(grant_id)
+            raise
+        if isinstance(answer, Denied):
+            self._leave(grant_id)
         return answer
 
     def sleep_until_send(self, grant: Grant, *, deadline: float) -> Grant | Denied:
@@ -215,6 +232,7 @@ class RateLimiter:
             args = (grant.grant_id, grant.tokens, left_ms, *self._acquire_extra(True))
             answer = self._settle(grant.grant_id, grant.tokens, self._call(self._acquire, *args), deadline)
             if isinstance(answer, Denied):
+                self._leave(grant.grant_id)
                 return answer
             grant = answer
         grant.wait()
@@ -224,8 +242,50 @@ class RateLimiter:
         """A grant only if the request may go right now (one round trip, never queues, never sleeps)."""
         return self.acquire(estimated_tokens, max_wait_s=0, sleep=False)
 
-    def _reserve(self, tokens: int, max_wait_ms: int) -> Grant | Denied:
-        grant_id = uuid.uuid4().hex
+    def _enter(self, grant_id: str, deadline: float) -> bool:
+        """Wait until this process holds fewer than ``max_in_flight`` grants of the route (False: not by
+        ``deadline``).
+
+        Only then can Redis have a free slot for it, so a process never queues in Redis behind its own calls: with
+        more slots than the cap (the worker's default) a claimed line waits here and its acquire finds the slot a
+        call of this process just released (one round trip), instead of queueing, blocking and acquiring again
+        (three). Slots freed by other processes still reach Redis's FIFO waiters first (release.lua).
+        """
+        cap = self.limits.max_in_flight
+        if cap <= 0:
+            return True
+        with self._gate:
+            while True:
+                now = time.monotonic()
+                for lapsed in [g for g, until in self._held_here.items() if until <= now]:
+                    del self._held_here[lapsed]  # never released nor renewed: its holder is gone, as in Redis
+                if len(self._held_here) < cap:
+                    break
+                if now >= deadline:
+                    return False
+                self._gate.wait(min(deadline, *self._held_here.values()) - now)
+            self._held_here[grant_id] = now + self.lease_ms / 1000
+        return True
+
+    def _held_longer(self, grants: Iterable[Grant]) -> None:
+        """A renewal of these grants is on its way: their local lease moves as Redis's does."""
+        if self.limits.max_in_flight <= 0:
+            return
+        until = time.monotonic() + self.lease_ms / 1000
+        with self._gate:
+            for g in grants:
+                if g.grant_id in self._held_here:
+                    self._held_here[g.grant_id] = until
+
+    def _leave(self, grant_id: str) -> None:
+        """The grant ended here (released, denied, or its call failed): a waiter of :meth:`_enter` may go on."""
+        if self.limits.max_in_flight <= 0:
+            return
+        with self._gate:
+            if self._held_here.pop(grant_id, None) is not None:
+                self._gate.notify()
+
+    def _reserve(self, grant_id: str, tokens: int, max_wait_ms: int) -> Grant | Denied:
         reply = self._call(self._acquire, grant_id, tokens, max_wait_ms, *self._acquire_extra(False))
         return self._settle(grant_id, tokens, reply, time.monotonic() + max_wait_ms / 1000)
 
@@ -288,11 +348,15 @@ class RateLimiter:
         Returns:
             True if the slot was still held (False: released before, or its lease had lapsed).
         """
-        return bool(self._call(self._release, *self._release_args(grant, actual_tokens)))
+        try:
+            return bool(self._call(self._release, *self._release_args(grant, actual_tokens)))
+        finally:
+            self._leave(grant.grant_id)
 
     def release_on(self, pipe: redis.client.Pipeline[Any], grant: Grant, actual_tokens: object = None) -> None:
         """Queue :meth:`release` on ``pipe`` (a redis-py pipeline of this limiter's Redis), e.g. in the same round
-        trip as the outcome's recording. Its reply (1 = the slot was held) lands in ``pipe.execute()``'s list.
+        trip as the outcome's recording. Its reply (1 = the slot was held) lands in ``pipe.execute()``'s list; call
+        :meth:`released` once the pipeline ran (a failed one: :meth:`release` again, which is idempotent).
 
         Sent as EVAL of the script text: a pipeline's EVALSHA would need a SCRIPT EXISTS round trip per execute.
         """
@@ -303,6 +367,10 @@ class RateLimiter:
             *self._common,
             *self._release_args(grant, actual_tokens),
         )
+
+    def released(self, grant: Grant) -> None:
+        """The pipeline of :meth:`release_on` ran: the grant no longer counts against this process's calls."""
+        self._leave(grant.grant_id)
 
     def _release_args(self, grant: Grant, actual_tokens: object) -> list[int | str]:
         actual = clamp_tokens(actual_tokens)
@@ -318,11 +386,14 @@ class RateLimiter:
         """
         if not grants:
             return []
+        self._held_longer(grants)
         return [bool(flag) for flag in self._call(self._renew, *(g.grant_id for g in grants))]
 
     def renew_on(self, pipe: redis.client.Pipeline[Any], grants: Iterable[Grant]) -> None:
         """Queue :meth:`renew` on ``pipe``; its reply (a list of 0/1 flags) lands in ``pipe.execute()``'s list."""
+        grants = list(grants)
         ids = [g.grant_id for g in grants]
+        self._held_longer(grants)
         if ids:
             pipe.eval(script_text("renew"), len(self._keys), *self._keys, *self._common, *ids)
 

@@ -10,8 +10,19 @@ from typing import Any
 import redis as redis_lib
 from celery import Celery
 
-from batchq.broker import PUSH_CHUNK, REQUEST_QUEUE, REQUEST_TASK, celery_config, make_producer
+from batchq.broker import (
+    PUSH_CHUNK,
+    REQUEST_QUEUE,
+    REQUEST_TASK,
+    celery_config,
+    make_producer,
+    request_message_template,
+    request_messages,
+)
 from batchq.config import Settings
+from batchq.state import BatchState
+from batchq.state.schedule import MessagePush, Schedule
+from tests.integration.test_state import new_batch, start
 from workers.publish import finalize_signature, publish_lines
 
 #: Fields that differ between any two messages by design (a fresh uuid, the sending process).
@@ -77,3 +88,50 @@ def test_channel_reuses_one_client_per_pool(redis_url: str, tmp_path: Path) -> N
         channel._pool = None  # what kombu does after a connection error: a new pool, so a new client
         assert channel._create_client() is not first
         assert channel._create_client(asynchronous=True) is not channel._create_client(asynchronous=True)
+
+
+def test_the_feed_script_pushes_the_same_message_for_each_line_it_picks(redis: redis_lib.Redis) -> None:
+    # Given: a running batch of 3 lines on the schedule, and a worker's message template
+    state = BatchState(redis)
+    new_batch(state, "batch_f", total=3, account="acct")
+    start(state, redis, "batch_f", total=3)
+    schedule = Schedule(redis, window=10, chunk=8, due_back_s=60, weights={})
+    schedule.add("batch_f", "acct", urgent_at=2**40)
+    push = MessagePush(REQUEST_QUEUE, request_message_template(reply_to="reply-oid"))
+    # When: an outcome's feed picks two lines and the script pushes their messages
+    picked = schedule.picked(schedule.feed_on(None, 2, push=push))
+    # Then: the lines picked are the lines pushed, in order, each the message request_messages builds (the body as
+    # UTF-8 text instead of base64), with a delivery tag of its own
+    assert picked == [("batch_f", 0), ("batch_f", 1)]
+    raw = [redis.rpop(REQUEST_QUEUE), redis.rpop(REQUEST_QUEUE)]
+    assert redis.llen(REQUEST_QUEUE) == 0
+    pushed = [json.loads(r) for r in raw if r is not None]
+    tags = {m["properties"].pop("delivery_tag") for m in pushed}
+    assert len(tags) == 2 and all(t.startswith("batch_f.") for t in tags)
+    for message, line in zip(pushed, (0, 1), strict=True):
+        assert message["properties"].pop("body_encoding") == "utf-8"
+        expected = json.loads(request_messages([("batch_f", line)], reply_to="reply-oid")[0])
+        expected["properties"].pop("delivery_tag")
+        assert expected["properties"].pop("body_encoding") == "base64"
+        assert json.loads(message.pop("body")) == json.loads(base64.b64decode(expected.pop("body")))
+        assert message == expected
+    # Without a push the script pushes nothing (intake and the sweeper publish what it returns)
+    assert schedule.picked(schedule.feed_on(None, 1)) == [("batch_f", 2)]
+    assert redis.llen(REQUEST_QUEUE) == 0
+
+
+def test_a_message_with_a_utf8_body_is_decoded_by_kombu_like_a_base64_one(redis_url: str, tmp_path: Path) -> None:
+    # Given: a template-built message on the request queue
+    app = _app(redis_url, tmp_path)
+    template = request_message_template(reply_to=app.oid)
+    message = template.replace("BATCHQ0TEMPLATE0TAG", "t1").replace("BATCHQ0TEMPLATE0BATCH", "batch_u")
+    client = redis_lib.Redis.from_url(redis_url)
+    client.lpush(REQUEST_QUEUE, message.replace("900719925474099", "7"))
+    # When: kombu's consumer (the worker's transport) takes it
+    with app.connection_for_read() as conn:
+        got = conn.SimpleQueue(REQUEST_QUEUE).get(timeout=5)
+        # Then: the task's args and chord come out as Celery reads them
+        assert got.headers["id"] == "batch_u-7" and got.headers["group_index"] == 7
+        args, _kwargs, embed = got.decode()
+        assert args == ["batch_u", 7] and embed["chord"]["args"] == ["batch_u"]
+        got.ack()

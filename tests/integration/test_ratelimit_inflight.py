@@ -15,6 +15,7 @@ from batchq import keys
 from batchq.pipeline.leases import Heartbeat
 from batchq.ratelimit import Denied, Grant, RateLimiter, RouteLimits
 from batchq.state import LineState
+from tests.servers import wait_for
 
 ROUTE = "127.0.0.1:9000/test-model"
 
@@ -403,3 +404,58 @@ def test_a_dead_holders_slot_comes_back_within_the_default_lease(redis: redis_li
     # Then it gets the slot when the 30 s lease lapses, well within a minute, with nobody releasing or reaping
     assert isinstance(grant, Grant)
     assert 29 <= time.monotonic() - started <= 34
+
+
+def test_a_process_holding_the_whole_cap_keeps_its_next_caller_out_of_redis(redis: redis_lib.Redis) -> None:
+    # Given: one process (one limiter) holding both slots of a cap of 2
+    limiter = RateLimiter(redis, ROUTE, RouteLimits(max_in_flight=2))
+    first, second = limiter.acquire(max_wait_s=1), limiter.acquire(max_wait_s=1)
+    assert isinstance(first, Grant) and isinstance(second, Grant)
+    got: list[Grant | Denied] = []
+    waiter = threading.Thread(target=lambda: got.append(limiter.acquire(max_wait_s=5)))
+    # When: a third caller of the same process asks, and one of the two calls ends
+    before = command_calls(redis)
+    waiter.start()
+    time.sleep(0.3)
+    # Then: it waited in the process, not in Redis's queue (no command while it waited)...
+    assert command_calls(redis) == before and not got
+    assert limiter.stats()["waiters"] == 0
+    limiter.release(first)
+    waiter.join(5)
+    # ...and took the freed slot at once with one acquire
+    assert len(got) == 1 and isinstance(got[0], Grant)
+    assert limiter.stats()["in_flight"] == 2
+    for grant in (second, got[0]):
+        assert isinstance(grant, Grant)
+        limiter.release(grant)
+
+
+def test_a_slot_freed_by_a_process_goes_to_another_process_that_queued_in_redis_first(
+    redis: redis_lib.Redis, redis_url: str
+) -> None:
+    # Given: process A holds the cap of 1; process B queues in Redis; then a second caller of A waits in A
+    a = RateLimiter(redis, ROUTE, RouteLimits(max_in_flight=1))
+    b = RateLimiter(redis_lib.Redis.from_url(redis_url), ROUTE, RouteLimits(max_in_flight=1))
+    held = a.acquire(max_wait_s=1)
+    assert isinstance(held, Grant)
+    order: list[str] = []
+
+    def ask(name: str, limiter: RateLimiter) -> None:
+        grant = limiter.acquire(max_wait_s=5)
+        assert isinstance(grant, Grant)
+        order.append(name)
+        time.sleep(0.2)
+        limiter.release(grant)
+
+    in_b = threading.Thread(target=ask, args=("b", b))
+    in_b.start()
+    wait_for(lambda: a.stats()["waiters"] == 1, 5, "B queued in Redis")
+    in_a = threading.Thread(target=ask, args=("a", a))
+    in_a.start()
+    time.sleep(0.1)
+    # When: A's call ends
+    a.release(held)
+    in_b.join(5)
+    in_a.join(5)
+    # Then: B, first in Redis's FIFO, had the slot before A's second caller
+    assert order == ["b", "a"]

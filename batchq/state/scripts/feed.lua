@@ -3,9 +3,12 @@
 -- and within it the batch with the fewest lines fed. Batches that stopped or ran out of lines leave the schedule.
 -- KEYS: 1=accounts zset 2=urgent zset 3=queued counter 4=weights hash
 -- ARGV: 1=window 2=lines per pick 3=due-back delay of a fed line (ms) 4=key prefix 5=most lines to return
+--       6=queue list to push the picked lines' request messages onto ('' = push nothing: the caller publishes)
+--       7=message template (broker.request_message_template) 8,9,10=its batch, line and delivery-tag placeholders
 -- Returns a flat list {batch_id, line, batch_id, line, ...}. Touches per-batch keys named from ARGV[4]
 -- (single-node Redis, as Celery's Redis transport requires anyway).
 local prefix = ARGV[4]
+local queue = ARGV[6] or ''
 local window, chunk, grace, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[5])
 local t = redis.call('TIME')
 local now_s = tonumber(t[1])
@@ -51,6 +54,14 @@ while free > 0 and picks < 256 do
         redis.call('ZADD', okey, now + grace, line)
         out[#out + 1] = batch
         out[#out + 1] = line
+        if queue ~= '' then
+          -- the placeholders are letters and digits, taken as plain text; '%' in a replacement must be doubled
+          local b = string.gsub(batch, '%%', '%%%%')
+          local msg = string.gsub(ARGV[7], ARGV[10], b .. '.' .. line .. '.' .. t[1] .. '.' .. t[2])
+          msg = string.gsub(msg, ARGV[8], b)
+          msg = string.gsub(msg, ARGV[9], tostring(line))
+          redis.call('LPUSH', queue, msg)
+        end
       end
       redis.call('HSET', rkey, 'cursor', cursor + n)
       redis.call('INCRBY', KEYS[3], n)
