@@ -412,17 +412,20 @@ def _request_message(batch_id: str, line: int, reply_to: str, origin: str, tag: 
     )
 
 
-def worker_concurrency(settings: Settings) -> int:
-    """Slots per worker process: BATCHQ_WORKER_CONCURRENCY, else the in-flight cap and half as many again, >= 64.
+#: Slots a worker has beyond the in-flight cap (half the cap at most): requests claimed and read, waiting in the
+#: limiter for the next freed call slot. 32 cover the round trips between two calls of one slot (record, feed,
+#: chord part, fetch, claim, acquire) at the few hundred calls a second one process makes; more only wait in
+#: Redis's queue at three round trips each (docs/bench.md, fifth pass).
+READY_SLOTS = 32
 
-    Calls wait on I/O, so a slot per call the cap allows; the extra half are requests already claimed and read,
-    queued in the limiter's FIFO for the next freed call slot (batchq/ratelimit: a BLPOP, no polling). Without them
-    a freed call slot waited for the round trips between two calls of one task (record, feed, chord part, fetch,
-    claim, acquire): docs/bench.md, fifth pass.
-    """
+
+def worker_concurrency(settings: Settings) -> int:
+    """Slots per worker process: BATCHQ_WORKER_CONCURRENCY, else the in-flight cap plus :data:`READY_SLOTS`
+    (half the cap at most), at least 64. Calls wait on I/O: a slot per call the cap allows, and a few more."""
     if settings.worker_concurrency > 0:
         return settings.worker_concurrency
-    return max(64, settings.max_in_flight + settings.max_in_flight // 2)
+    cap = settings.max_in_flight
+    return max(64, cap + min(READY_SLOTS, cap // 2))
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:

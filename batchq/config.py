@@ -103,7 +103,8 @@ class Settings(BaseSettings):
     """Pool of the plain ``celery -A workers worker`` command (``-P`` overrides). Calls wait on I/O: gevent, which the
     plain command starts itself under (batchq/green.py); ``threads`` is batchq's threads pool."""
     worker_concurrency: int = 0
-    """Slots per worker process (``-c`` overrides); 0 = 1.5 x the default route's max_in_flight, at least 64."""
+    """Slots per worker process (``-c`` overrides); 0 = the default route's max_in_flight + 32 (a request claimed
+    and read waits for each freed call slot; half the cap at most), at least 64."""
     dispatch_window: int = 0
     """Request messages in the broker at most, across all batches; 0 = twice the routes' in-flight caps, >= 64."""
     account_weights: str | None = None

@@ -30,9 +30,10 @@ def test_the_plain_command_gets_gevent_sized_for_io() -> None:
     from batchq.threadpool import TaskPool
 
     conf = celery_config(Settings(max_in_flight=1000))
-    assert (conf["worker_pool"], conf["worker_concurrency"]) == ("gevent", 1500)  # the cap and half as many again
+    assert (conf["worker_pool"], conf["worker_concurrency"]) == ("gevent", 1032)  # the cap and 32 ready
     assert celery_config(Settings())["worker_concurrency"] == 96
-    assert celery_config(Settings(max_in_flight=8))["worker_concurrency"] == 64  # at least 64
+    assert celery_config(Settings(max_in_flight=40))["worker_concurrency"] == 64  # 40 + 20 (half the cap), >= 64
+    assert celery_config(Settings(max_in_flight=8))["worker_concurrency"] == 64
     assert celery_config(Settings(worker_concurrency=10))["worker_concurrency"] == 10
     assert celery_config(Settings(worker_pool="threads"))["worker_pool"] == THREADS_POOL
     assert get_implementation(THREADS_POOL) is TaskPool
