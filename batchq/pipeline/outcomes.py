@@ -92,7 +92,7 @@ def record(
                     slot.limiter.release_on(pipe, slot.grant, slot.tokens)
                 replies = pipe.execute()
             if slot is not None:
-                slot.limiter.released(slot.grant)
+                slot.limiter.released(slot.grant, replies[-1])  # queued last
             break
         except NoScriptError:
             if not tries_left:

@@ -163,6 +163,8 @@ class RateLimiter:
             round(tau_ms, 3),
         ]
         self._gate = threading.Condition()
+        self._ready: list[_Ready] = []
+        """Callers of this process waiting in :meth:`_enter`, oldest first (a finished call may pass them its slot)."""
         self._held_here: dict[str, float] = {}
         """This process's grants on the route (in-flight routes only) -> when their lease lapses unless renewed
         (``time.monotonic()``, as in Redis): see :meth:`_enter`."""
@@ -197,7 +199,10 @@ class RateLimiter:
         """
         started = time.monotonic()
         grant_id = uuid.uuid4().hex
-        if not self._enter(grant_id, started + max_wait_s):
+        entered = self._enter(grant_id, started + max_wait_s)
+        if isinstance(entered, Grant):
+            return entered  # a call of this process passed its slot on (release_on): held, due now
+        if not entered:
             return Denied(retry_after_s=IN_FLIGHT_RETRY_S, reason="in_flight")
         try:
             left_ms = max(0, round((started + max_wait_s - time.monotonic()) * 1000))
@@ -242,9 +247,9 @@ class RateLimiter:
         """A grant only if the request may go right now (one round trip, never queues, never sleeps)."""
         return self.acquire(estimated_tokens, max_wait_s=0, sleep=False)
 
-    def _enter(self, grant_id: str, deadline: float) -> bool:
-        """Wait until this process holds fewer than ``max_in_flight`` grants of the route (False: not by
-        ``deadline``).
+    def _enter(self, grant_id: str, deadline: float) -> Grant | bool:
+        """Wait until this process holds fewer than ``max_in_flight`` grants of the route (True), or until one of
+        its finished calls passes this caller its slot (that grant), or until ``deadline`` (False).
 
         Only then can Redis have a free slot for it, so a process never queues in Redis behind its own calls: with
         more slots than the cap (the worker's default) a claimed line waits here and its acquire finds the slot a
@@ -263,7 +268,13 @@ class RateLimiter:
                     break
                 if now >= deadline:
                     return False
+                ready = _Ready()
+                self._ready.append(ready)
                 self._gate.wait(min(deadline, *self._held_here.values()) - now)
+                if ready in self._ready:
+                    self._ready.remove(ready)
+                if ready.grant is not None:
+                    return ready.grant
             self._held_here[grant_id] = now + self.lease_ms / 1000
         return True
 
@@ -354,12 +365,19 @@ class RateLimiter:
             self._leave(grant.grant_id)
 
     def release_on(self, pipe: redis.client.Pipeline[Any], grant: Grant, actual_tokens: object = None) -> None:
-        """Queue :meth:`release` on ``pipe`` (a redis-py pipeline of this limiter's Redis), e.g. in the same round
-        trip as the outcome's recording. Its reply (1 = the slot was held) lands in ``pipe.execute()``'s list; call
-        :meth:`released` once the pipeline ran (a failed one: :meth:`release` again, which is idempotent).
+        """Queue the end of the grant's call on ``pipe`` (a redis-py pipeline of this limiter's Redis), e.g. in the
+        same round trip as the outcome's recording; hand its reply (the pipeline's last one when this was queued
+        last) to :meth:`released` once the pipeline ran (a failed one: :meth:`release`, which is idempotent).
+
+        That is :meth:`release`, except on a route limited by in-flight slots only while a caller of this process
+        waits for a slot: then ``keep.lua`` keeps the slot for that caller (a fresh lease), unless somebody waits in
+        Redis's queue or a cooldown runs. The caller then sends at once, with neither a release nor an acquire.
 
         Sent as EVAL of the script text: a pipeline's EVALSHA would need a SCRIPT EXISTS round trip per execute.
         """
+        if self.limits.rpm == 0 and self.limits.tpm == 0 and self._ready:
+            pipe.eval(script_text("keep"), len(self._keys), *self._keys, *self._common, grant.grant_id)
+            return
         pipe.eval(
             script_text("release"),
             len(self._keys),
@@ -368,8 +386,20 @@ class RateLimiter:
             *self._release_args(grant, actual_tokens),
         )
 
-    def released(self, grant: Grant) -> None:
-        """The pipeline of :meth:`release_on` ran: the grant no longer counts against this process's calls."""
+    def released(self, grant: Grant, reply: object) -> None:
+        """The pipeline of :meth:`release_on` ran (``reply``: its answer): the slot goes to the oldest caller of this
+        process that waits for it if keep.lua kept it, else the grant no longer counts against this process."""
+        if isinstance(reply, list) and len(reply) == 2 and int(reply[0]) == 1:
+            kept_at = int(reply[1])
+            with self._gate:
+                if self._ready:
+                    ready = self._ready.pop(0)
+                    ready.grant = Grant(self.route, grant.grant_id, 0, kept_at, float(kept_at), time.monotonic())
+                    self._held_here[grant.grant_id] = time.monotonic() + self.lease_ms / 1000
+                    self._gate.notify_all()  # the one whose grant it is takes it; the others wait on
+                    return
+            self.release(grant, 0)  # its caller gave up meanwhile: free the slot after all
+            return
         self._leave(grant.grant_id)
 
     def _release_args(self, grant: Grant, actual_tokens: object) -> list[int | str]:
@@ -439,6 +469,15 @@ class RateLimiter:
 
     def _call(self, script: Any, *args: int | float | str) -> Any:
         return script(keys=self._keys, args=[*self._common, *args])
+
+
+class _Ready:
+    """A caller of this process waiting for a slot; a finished call of the process may leave its grant here."""
+
+    __slots__ = ("grant",)
+
+    def __init__(self) -> None:
+        self.grant: Grant | None = None
 
 
 def _text(value: Any) -> str:

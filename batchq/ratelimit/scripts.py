@@ -10,7 +10,7 @@ from functools import cache
 from importlib import resources
 
 #: The scripts a :class:`~batchq.ratelimit.limiter.RateLimiter` registers, by file stem.
-SCRIPT_NAMES = ("acquire", "wait", "release", "renew", "reap", "cooldown", "stats")
+SCRIPT_NAMES = ("acquire", "wait", "release", "keep", "renew", "reap", "cooldown", "stats")
 
 
 @cache

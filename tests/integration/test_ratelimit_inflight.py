@@ -459,3 +459,79 @@ def test_a_slot_freed_by_a_process_goes_to_another_process_that_queued_in_redis_
     in_a.join(5)
     # Then: B, first in Redis's FIFO, had the slot before A's second caller
     assert order == ["b", "a"]
+
+
+def end_call(limiter: RateLimiter, client: redis_lib.Redis, grant: Grant) -> None:
+    """What a recorded outcome does: the grant's end queued on the outcome's pipeline, then handed its reply."""
+    with client.pipeline(transaction=False) as pipe:
+        pipe.ping()
+        limiter.release_on(pipe, grant, 0)
+        replies = pipe.execute()
+    limiter.released(grant, replies[-1])
+
+
+def test_a_finished_call_passes_its_slot_to_a_caller_of_the_same_process(redis: redis_lib.Redis) -> None:
+    # Given: a process holding the whole cap of 1, and a second caller of that process waiting for a slot
+    limiter = RateLimiter(redis, ROUTE, RouteLimits(max_in_flight=1))
+    held = limiter.acquire(max_wait_s=1)
+    assert isinstance(held, Grant)
+    got: list[Grant | Denied] = []
+    waiter = threading.Thread(target=lambda: got.append(limiter.acquire(max_wait_s=5)))
+    waiter.start()
+    time.sleep(0.2)
+    # When: the first call ends through the outcome's pipeline
+    end_call(limiter, redis, held)
+    waiter.join(5)
+    # Then: the waiting caller has the same slot, due now, and the slot never left this process
+    assert len(got) == 1 and isinstance(got[0], Grant)
+    assert got[0].grant_id == held.grant_id and got[0].delay_s == 0
+    assert limiter.stats()["in_flight"] == 1
+    # ...and once nobody of this process waits, the end of a call frees the slot in Redis
+    end_call(limiter, redis, got[0])
+    assert limiter.stats()["in_flight"] == 0
+
+
+def test_a_slot_is_not_passed_on_while_another_process_waits_in_redis_or_a_cooldown_runs(
+    redis: redis_lib.Redis, redis_url: str
+) -> None:
+    # Given: process A holds the cap of 1 and has a caller waiting; process B queued in Redis first
+    a = RateLimiter(redis, ROUTE, RouteLimits(max_in_flight=1))
+    b = RateLimiter(redis_lib.Redis.from_url(redis_url), ROUTE, RouteLimits(max_in_flight=1))
+    held = a.acquire(max_wait_s=1)
+    assert isinstance(held, Grant)
+    order: list[str] = []
+
+    def ask(name: str, limiter: RateLimiter, client: redis_lib.Redis) -> None:
+        grant = limiter.acquire(max_wait_s=5)
+        assert isinstance(grant, Grant)
+        order.append(name)
+        time.sleep(0.2)
+        end_call(limiter, client, grant)
+
+    in_b = threading.Thread(target=ask, args=("b", b, b.redis))
+    in_b.start()
+    wait_for(lambda: a.stats()["waiters"] == 1, 5, "B queued in Redis")
+    in_a = threading.Thread(target=ask, args=("a", a, redis))
+    in_a.start()
+    time.sleep(0.1)
+    # When: A's call ends through the outcome's pipeline
+    end_call(a, redis, held)
+    in_b.join(5)
+    in_a.join(5)
+    # Then: the slot went to B, first in Redis's queue, and only then to A's caller
+    assert order == ["b", "a"]
+    # Given: a cooldown after a 429, A holding the slot and a caller of A waiting
+    held = a.acquire(max_wait_s=1)
+    assert isinstance(held, Grant)
+    got: list[Grant | Denied] = []
+    waiter = threading.Thread(target=lambda: got.append(a.acquire(max_wait_s=5)))
+    waiter.start()
+    time.sleep(0.1)
+    a.cooldown(0.5)
+    # When: the call ends
+    end_call(a, redis, held)
+    waiter.join(5)
+    # Then: the caller got a new grant through Redis, timed after the cooldown
+    assert len(got) == 1 and isinstance(got[0], Grant)
+    assert got[0].grant_id != held.grant_id
+    end_call(a, redis, got[0])
