@@ -430,37 +430,6 @@ def test_a_process_holding_the_whole_cap_keeps_its_next_caller_out_of_redis(redi
         limiter.release(grant)
 
 
-def test_a_slot_freed_by_a_process_goes_to_another_process_that_queued_in_redis_first(
-    redis: redis_lib.Redis, redis_url: str
-) -> None:
-    # Given: process A holds the cap of 1; process B queues in Redis; then a second caller of A waits in A
-    a = RateLimiter(redis, ROUTE, RouteLimits(max_in_flight=1))
-    b = RateLimiter(redis_lib.Redis.from_url(redis_url), ROUTE, RouteLimits(max_in_flight=1))
-    held = a.acquire(max_wait_s=1)
-    assert isinstance(held, Grant)
-    order: list[str] = []
-
-    def ask(name: str, limiter: RateLimiter) -> None:
-        grant = limiter.acquire(max_wait_s=5)
-        assert isinstance(grant, Grant)
-        order.append(name)
-        time.sleep(0.2)
-        limiter.release(grant)
-
-    in_b = threading.Thread(target=ask, args=("b", b))
-    in_b.start()
-    wait_for(lambda: a.stats()["waiters"] == 1, 5, "B queued in Redis")
-    in_a = threading.Thread(target=ask, args=("a", a))
-    in_a.start()
-    time.sleep(0.1)
-    # When: A's call ends
-    a.release(held)
-    in_b.join(5)
-    in_a.join(5)
-    # Then: B, first in Redis's FIFO, had the slot before A's second caller
-    assert order == ["b", "a"]
-
-
 def end_call(limiter: RateLimiter, client: redis_lib.Redis, grant: Grant) -> None:
     """What a recorded outcome does: the grant's end queued on the outcome's pipeline, then handed its reply."""
     with client.pipeline(transaction=False) as pipe:
@@ -491,9 +460,16 @@ def test_a_finished_call_passes_its_slot_to_a_caller_of_the_same_process(redis: 
     assert limiter.stats()["in_flight"] == 0
 
 
+@pytest.mark.parametrize("through_pipeline", [False, True], ids=["release", "outcome-pipeline"])
 def test_a_slot_is_not_passed_on_while_another_process_waits_in_redis_or_a_cooldown_runs(
-    redis: redis_lib.Redis, redis_url: str
+    redis: redis_lib.Redis, redis_url: str, through_pipeline: bool
 ) -> None:
+    def end(limiter: RateLimiter, client: redis_lib.Redis, grant: Grant) -> None:
+        if through_pipeline:
+            end_call(limiter, client, grant)
+        else:
+            limiter.release(grant)
+
     # Given: process A holds the cap of 1 and has a caller waiting; process B queued in Redis first
     a = RateLimiter(redis, ROUTE, RouteLimits(max_in_flight=1))
     b = RateLimiter(redis_lib.Redis.from_url(redis_url), ROUTE, RouteLimits(max_in_flight=1))
@@ -506,7 +482,7 @@ def test_a_slot_is_not_passed_on_while_another_process_waits_in_redis_or_a_coold
         assert isinstance(grant, Grant)
         order.append(name)
         time.sleep(0.2)
-        end_call(limiter, client, grant)
+        end(limiter, client, grant)
 
     in_b = threading.Thread(target=ask, args=("b", b, b.redis))
     in_b.start()
@@ -514,8 +490,8 @@ def test_a_slot_is_not_passed_on_while_another_process_waits_in_redis_or_a_coold
     in_a = threading.Thread(target=ask, args=("a", a, redis))
     in_a.start()
     time.sleep(0.1)
-    # When: A's call ends through the outcome's pipeline
-    end_call(a, redis, held)
+    # When: A's call ends
+    end(a, redis, held)
     in_b.join(5)
     in_a.join(5)
     # Then: the slot went to B, first in Redis's queue, and only then to A's caller
@@ -529,7 +505,7 @@ def test_a_slot_is_not_passed_on_while_another_process_waits_in_redis_or_a_coold
     time.sleep(0.1)
     a.cooldown(0.5)
     # When: the call ends
-    end_call(a, redis, held)
+    end(a, redis, held)
     waiter.join(5)
     # Then: the caller got a new grant through Redis, timed after the cooldown
     assert len(got) == 1 and isinstance(got[0], Grant)
