@@ -262,8 +262,9 @@ class RateLimiter:
         with self._gate:
             while True:
                 now = time.monotonic()
-                for lapsed in [g for g, until in self._held_here.items() if until <= now]:
-                    del self._held_here[lapsed]  # never released nor renewed: its holder is gone, as in Redis
+                if len(self._held_here) >= cap:  # only a full process looks for lapsed holds (the hot path)
+                    for lapsed in [g for g, until in self._held_here.items() if until <= now]:
+                        del self._held_here[lapsed]  # never released nor renewed: its holder is gone, as in Redis
                 if len(self._held_here) < cap:
                     break
                 if now >= deadline:
@@ -275,18 +276,21 @@ class RateLimiter:
                     self._ready.remove(ready)
                 if ready.grant is not None:
                     return ready.grant
-            self._held_here[grant_id] = now + self.lease_ms / 1000
+            self._held_here[grant_id] = self._local_lease_end()
         return True
 
     def _held_longer(self, grants: Iterable[Grant]) -> None:
         """A renewal of these grants is on its way: their local lease moves as Redis's does."""
         if self.limits.max_in_flight <= 0:
             return
-        until = time.monotonic() + self.lease_ms / 1000
+        until = self._local_lease_end()
         with self._gate:
             for g in grants:
                 if g.grant_id in self._held_here:
                     self._held_here[g.grant_id] = until
+
+    def _local_lease_end(self) -> float:
+        return time.monotonic() + self.lease_ms / 1000
 
     def _leave(self, grant_id: str) -> None:
         """The grant ended here (released, denied, or its call failed): a waiter of :meth:`_enter` may go on."""
@@ -395,7 +399,7 @@ class RateLimiter:
                 if self._ready:
                     ready = self._ready.pop(0)
                     ready.grant = Grant(self.route, grant.grant_id, 0, kept_at, float(kept_at), time.monotonic())
-                    self._held_here[grant.grant_id] = time.monotonic() + self.lease_ms / 1000
+                    self._held_here[grant.grant_id] = self._local_lease_end()
                     self._gate.notify_all()  # the one whose grant it is takes it; the others wait on
                     return
             self.release(grant, 0)  # its caller gave up meanwhile: free the slot after all
