@@ -47,7 +47,7 @@ run: install
 
 .PHONY: bench
 bench: install
-	$(PY) -m batchq.bench $(BENCH_ARGS)
+	$(PY) -m bench $(BENCH_ARGS)
 
 .PHONY: api
 api: install

@@ -101,7 +101,7 @@ class Settings(BaseSettings):
     # --- workers and scheduling ------------------------------------------------------------------
     worker_pool: Literal["threads", "prefork", "gevent", "solo"] = "gevent"
     """Pool of the plain ``celery -A workers worker`` command (``-P`` overrides). Calls wait on I/O: gevent, which the
-    plain command starts itself under (batchq/green.py); ``threads`` is batchq's threads pool."""
+    plain command starts itself under (batchq/broker/green.py); ``threads`` is batchq's threads pool."""
     worker_concurrency: int = 0
     """Slots per worker process (``-c`` overrides); 0 = the default route's max_in_flight + 32 (a request claimed
     and read waits for each freed call slot; half the cap at most), at least 64."""
@@ -113,6 +113,11 @@ class Settings(BaseSettings):
     """A batch in the last this-fraction of its completion window is fed before every other."""
     input_cache_mb: int = 64
     """Per worker process: input-file blocks kept in memory, so lines are not read from the store one by one."""
+    fast_path: bool = True
+    """batchq's reaches into Celery, kombu and redis-py internals (batchq/broker/: its Redis transport, request
+    messages it builds and pushes itself, its threads pool, the gevent start). ``false``: Celery and kombu as they
+    ship (kombu's transport, Celery's publishing and ``threads`` pool), for a kombu release
+    that breaks the fast path."""
 
     # --- webhooks and retention ----------------------------------------------------------
     webhook_allow_private: bool = False

@@ -157,9 +157,55 @@ def file_readers(file_id: str) -> str:
     return f"{PREFIX}:file:{file_id}:readers"
 
 
+def files_expiring() -> str:
+    """Sorted set: ids of files with an ``expires_at``, scored by it (the retention reaper's work list)."""
+    return f"{PREFIX}:files:expiring"
+
+
+def metrics_storage_bytes() -> str:
+    """Hash: account -> bytes of its stored files (for /metrics)."""
+    return f"{PREFIX}:metrics:storage-bytes"
+
+
 def storage_key(file_id: str) -> str:
     """Where a file's bytes live in the object store (uploads and batch outputs alike)."""
     return f"files/{file_id}"
+
+
+# --- webhooks ---------------------------------------------------------------------------------------
+def webhook_endpoint(endpoint_id: str) -> str:
+    """Hash: id, account, url, events (JSON), name, secret, created_at."""
+    return f"{PREFIX}:webhook:endpoint:{endpoint_id}"
+
+
+def account_webhooks(account: str) -> str:
+    """Sorted set of the account's endpoint ids, scored by created_at (ms)."""
+    return f"{PREFIX}:account:{account}:webhooks"
+
+
+def webhook_deliveries(endpoint_id: str) -> str:
+    """Sorted set: the endpoint's delivery log (delivery ids scored by creation, ms), trimmed to the newest."""
+    return f"{PREFIX}:webhook:endpoint:{endpoint_id}:deliveries"
+
+
+def webhook_delivery(delivery_id: str) -> str:
+    """Hash: one event to one endpoint: body (the exact bytes sent), status, attempts, last answer, next attempt."""
+    return f"{PREFIX}:webhook:delivery:{delivery_id}"
+
+
+def webhook_delivery_lock(delivery_id: str) -> str:
+    """String: held while one attempt of the delivery is in flight (a duplicate task skips)."""
+    return f"{PREFIX}:webhook:delivery:{delivery_id}:lock"
+
+
+def webhook_emitted(batch_id: str, event_type: str) -> str:
+    """String (SET NX): the event was emitted once for this batch; a second finalize emits nothing."""
+    return f"{PREFIX}:webhook:emitted:{batch_id}:{event_type}"
+
+
+def webhook_due() -> str:
+    """Sorted set: delivery id -> when (Unix s) the sweeper should (re)send it if no task has run it by then."""
+    return f"{PREFIX}:webhook:due"
 
 
 # --- object ids: random and unguessable in OpenAI's shapes, or derived where a retry must land on the same one ---

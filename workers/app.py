@@ -11,55 +11,42 @@ import os
 import sys
 from typing import Any
 
-from celery import Celery, concurrency, signals
+from celery import signals
 
-from batchq import green
-from batchq.broker import (
-    REQUEST_QUEUE,
-    THREADS_POOL,
-    celery_config,
-    request_message_template,
-    stop_waits,
-    worker_concurrency,
-)
+from batchq.broker import worker_concurrency
+from batchq.broker.lines import RequestLines
+from batchq.broker.worker import worker_app
 from batchq.config import get_settings
 from batchq.pipeline.context import WorkerContext, get_context
 from batchq.redact import install_log_redaction
 from batchq.state.health import check_eviction_policy
-from batchq.state.schedule import MessagePush
 
 #: Celery's loggers that write a line per task at INFO; failures still come through at WARNING and above.
 PER_TASK_LOGGERS = ("celery.worker.strategy", "celery.app.trace")
 
-
-# `-P threads` names batchq's threads pool too (the same pool, without a Future and a semaphore per task).
-concurrency.ALIASES["threads"] = THREADS_POOL
-if green.needs_restart(sys.argv, get_settings().worker_pool, dict(os.environ)):
-    green.restart_under_gevent()  # the same command with -P gevent, so that Celery patches first (batchq/green.py)
-green.make_zero_waits_direct()
-app = Celery("batchq")
-app.conf.update(celery_config(get_settings()))
-named_pool = green.pool_named_on_command_line(sys.argv)
-if app.conf.worker_pool == green.GEVENT and not named_pool and not green.is_patched():
-    app.conf.worker_pool = THREADS_POOL  # not the worker command (or not restarted): gevent unpatched would block
-if named_pool:
-    # Celery cannot tell `-P prefork` from its default, so a configured pool would win over it: drop ours.
-    app.conf.worker_pool = None
-    if named_pool in ("prefork", "solo"):
-        app.conf.worker_concurrency = None  # processes, not I/O slots: Celery's own default (one per core)
+app = worker_app(get_settings(), sys.argv, os.environ)
 app.conf.include = ["workers.intake", "workers.request", "workers.finalize", "workers.sweeper", "workers.webhooks"]
 
 log = logging.getLogger("batchq.worker")
 
+_lines: dict[int, RequestLines] = {}
+
 
 def context() -> WorkerContext:
-    """This process's WorkerContext (rebuilt after a fork), its pools sized for the worker's slots; a recorded
-    outcome pushes the request messages of the lines it feeds (one round trip for both, pipeline/outcomes.py)."""
+    """This process's WorkerContext (rebuilt after a fork), its pools sized for the worker's slots. On the fast path
+    a recorded outcome pushes the request messages of the lines it feeds (one round trip for both)."""
     settings = get_settings()
     ctx = get_context(settings, max(int(app.conf.worker_concurrency or 0), worker_concurrency(settings)))
-    if ctx.request_push is None:
-        ctx.request_push = MessagePush(REQUEST_QUEUE, request_message_template(reply_to=app.oid))
+    if os.getpid() not in _lines:
+        lines = _lines[os.getpid()] = RequestLines(app, ctx.redis, fast=settings.fast_path)
+        ctx.feed_template = lines.feed_template
     return ctx
+
+
+def request_lines() -> RequestLines:
+    """This process's view of the request queue (push these lines, which are queued)."""
+    context()
+    return _lines[os.getpid()]
 
 
 @signals.worker_init.connect
@@ -69,12 +56,6 @@ def _check_redis(**_: Any) -> None:
     problem = check_eviction_policy(context().redis, allow=settings.allow_redis_eviction)
     if problem:
         log.warning("%s (allowed by BATCHQ_ALLOW_REDIS_EVICTION)", problem)
-
-
-@signals.worker_shutting_down.connect
-def _stop_waiting(**_: Any) -> None:
-    """Under gevent the consumers wait in drain_events: end those waits so that the shutdown starts at once."""
-    stop_waits()
 
 
 @signals.setup_logging.connect

@@ -5,10 +5,10 @@ from __future__ import annotations
 from celery import Task
 
 from batchq.broker import INTAKE_TASK
+from batchq.broker.lines import start_chord
 from batchq.pipeline.intake import run_intake
-from workers.app import app, context
+from workers.app import app, context, request_lines
 from workers.once import MAX_RETRIES, run_once
-from workers.publish import publish_lines, start_chord
 
 
 @app.task(name=INTAKE_TASK, bind=True, max_retries=MAX_RETRIES, ignore_result=True)
@@ -21,6 +21,6 @@ def intake_batch(self: Task, batch_id: str) -> None:
         started = ctx.state.get_record(batch_id) if was_validating else None
         if started is not None and started.status == "in_progress":
             start_chord(app, batch_id, started.total)
-        publish_lines(app, picked)
+        request_lines().push(picked)
 
     run_once(self, "intake", batch_id, intake)

@@ -11,8 +11,7 @@ from batchq.broker import FINALIZE_TASK, REQUEST_TASK
 from batchq.pipeline.outcomes import Done
 from batchq.pipeline.request import Requeue, Skipped, process_line
 from batchq.pipeline.sweep import send_once
-from workers.app import app, context
-from workers.publish import publish_lines
+from workers.app import app, context, request_lines
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +35,7 @@ def process_request(self: Task, batch_id: str, line: int) -> str:
         return "ok"
     if isinstance(result, Done):
         if not result.pushed:
-            publish_lines(app, result.next_lines, client=ctx.redis)
+            request_lines().push(result.next_lines)
         if result.recorded and result.batch_done:
             # The chord's callback finalizes too; this covers a chord whose count a crash or lost key upset.
             send_once(ctx, "finalize", batch_id, lambda b: app.send_task(FINALIZE_TASK, args=[b]), 60.0)

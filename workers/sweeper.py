@@ -15,15 +15,15 @@ from celery import signals
 from batchq import keys
 from batchq.broker import FINALIZE_TASK, INTAKE_TASK, SWEEP_TASK
 from batchq.pipeline.sweep import SweepActions, sweep
-from workers.app import app, context
-from workers.publish import publish_lines
+from workers.app import app, context, request_lines
 
 log = logging.getLogger(__name__)
 
 ACTIONS = SweepActions(
     send_intake=lambda batch_id: app.send_task(INTAKE_TASK, args=[batch_id]),
     send_finalize=lambda batch_id: app.send_task(FINALIZE_TASK, args=[batch_id]),
-    send_lines=lambda lines: publish_lines(app, lines),
+    send_lines=lambda lines: request_lines().push(lines),
+    queued_lines=lambda: request_lines().queued(),
 )
 
 

@@ -8,10 +8,8 @@ answers 503, while the event loop (and ``/livez``) keeps serving.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import redis
-from celery import Celery
 from fastapi import FastAPI
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -22,11 +20,11 @@ from batchq.api.handlers import install_error_handlers
 from batchq.api.idempotency import IdempotencyKeys
 from batchq.api.routers import batches, files, health
 from batchq.api.routers import webhooks as webhook_routes
-from batchq.broker import make_producer
+from batchq.broker.producer import TaskSender
 from batchq.config import Settings, get_settings
-from batchq.files import FileRegistry
 from batchq.redact import install_log_redaction
 from batchq.state import BatchState
+from batchq.state.files import FileRegistry
 from batchq.state.health import UnsafeRedisError, check_eviction_policy
 from batchq.storage import store_from_url
 
@@ -60,7 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ),
         state=state,
         files=FileRegistry(client),
-        producer=make_api_producer(settings),
+        tasks=TaskSender(settings),
         keys=key_ring,
         idempotency=IdempotencyKeys(client, state),
     )
@@ -84,23 +82,6 @@ def make_api_redis(settings: Settings) -> redis.Redis[bytes]:
         # three with exponential backoff would hold a stalled request for ~20 s.
         retry=Retry(NoBackoff(), 1),
     )
-
-
-def make_api_producer(settings: Settings) -> Celery:
-    """The shared producer config with the API's short socket timeouts and one publish retry."""
-    producer = make_producer(settings)
-    timeout = settings.api_redis_timeout_s
-    transport: dict[str, Any] = dict(producer.conf.broker_transport_options or {})
-    transport.update(socket_timeout=timeout, socket_connect_timeout=timeout)
-    producer.conf.broker_transport_options = transport
-    producer.conf.broker_connection_timeout = timeout
-    producer.conf.task_publish_retry_policy = {
-        "max_retries": 1,
-        "interval_start": 0,
-        "interval_step": 0.2,
-        "interval_max": 0.2,
-    }
-    return producer
 
 
 def serve(host: str = "127.0.0.1", port: int = 8000) -> None:

@@ -6,14 +6,14 @@ from dataclasses import dataclass
 from typing import Annotated
 
 import redis
-from celery import Celery
 from fastapi import Depends, Request
 
 from batchq.api.auth import KeyRing
 from batchq.api.idempotency import IdempotencyKeys
+from batchq.broker.producer import TaskSender
 from batchq.config import Settings
-from batchq.files import FileRegistry
 from batchq.state import BatchState
+from batchq.state.files import FileRegistry
 from batchq.storage import ObjectStore
 
 
@@ -24,7 +24,7 @@ class Services:
     store: ObjectStore
     state: BatchState
     files: FileRegistry
-    producer: Celery
+    tasks: TaskSender
     keys: KeyRing
     idempotency: IdempotencyKeys
 

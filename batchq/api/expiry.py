@@ -3,7 +3,7 @@
 Both are ``{"anchor": "created_at", "seconds": N}`` with N from ``BATCHQ_MIN_EXPIRES_AFTER_S`` (3600, as
 OpenAI's) to 30 days. On an upload the openai SDK sends them as the form fields ``expires_after[anchor]`` and
 ``expires_after[seconds]``. The anchor is the file's own creation time: an output file expires ``seconds``
-after finalize wrote it (see ``batchq.expiration``).
+after finalize wrote it (see ``batchq.state.files``).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from batchq.api.errors import BadRequestProblem
-from batchq.expiration import MAX_EXPIRES_AFTER_S
+from batchq.state.files import MAX_EXPIRES_AFTER_S
 
 ANCHORS = ("created_at",)
 

@@ -12,10 +12,10 @@ import redis
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from kombu.exceptions import KombuError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from batchq.api.errors import ApiProblem
+from batchq.broker.producer import BrokerUnavailable
 from batchq.storage import ObjectNotFoundError, StoreError
 
 log = logging.getLogger("batchq.api")
@@ -68,8 +68,8 @@ def install_error_handlers(app: FastAPI) -> None:
         log.warning("redis error: %s: %s", type(exc).__name__, exc)
         return _unavailable("The state store (Redis)", "redis_unavailable")
 
-    @app.exception_handler(KombuError)
-    async def broker_down(_: Request, exc: KombuError) -> JSONResponse:
+    @app.exception_handler(BrokerUnavailable)
+    async def broker_down(_: Request, exc: BrokerUnavailable) -> JSONResponse:
         log.warning("broker error: %s: %s", type(exc).__name__, exc)
         return _unavailable("The task queue (Redis)", "queue_unavailable")
 

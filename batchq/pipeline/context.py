@@ -11,13 +11,14 @@ from dataclasses import dataclass, field
 
 import redis
 
+from batchq.broker import MessageTemplate
 from batchq.config import Settings
-from batchq.files import FileRegistry
 from batchq.pipeline.inputs import InputReader
 from batchq.pipeline.leases import Heartbeat
 from batchq.ratelimit import RateLimiter
 from batchq.state import BatchState, LineState
-from batchq.state.schedule import MessagePush, Schedule
+from batchq.state.files import FileRegistry
+from batchq.state.schedule import Schedule
 from batchq.storage import ObjectStore, store_from_url
 from batchq.upstream import Route, RouteTable, UpstreamClient
 from batchq.validation import ValidationLimits
@@ -36,8 +37,8 @@ class WorkerContext:
     files: FileRegistry
     routes: RouteTable
     upstream: UpstreamClient
-    request_push: MessagePush | None = None
-    """Set by the worker shell (its app's reply-to): a recorded outcome then pushes the lines it feeds itself."""
+    feed_template: MessageTemplate | None = None
+    """Set by the worker shell on the fast path: a recorded outcome then pushes the lines it feeds itself."""
     _limiters: dict[str, RateLimiter] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 

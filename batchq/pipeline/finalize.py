@@ -12,12 +12,12 @@ import time
 from dataclasses import dataclass
 
 from batchq import keys
-from batchq.expiration import output_expiry_s
 from batchq.keys import derived_file_id
 from batchq.pipeline.context import WorkerContext
 from batchq.pipeline.outcomes import record_stop
-from batchq.pricing import estimate_cost
+from batchq.pipeline.pricing import estimate_cost
 from batchq.state import BatchRecord
+from batchq.state.files import output_expiry_s
 from batchq.webhooks.dispatch import on_batch_final
 
 log = logging.getLogger(__name__)

@@ -46,7 +46,7 @@ class Done:
     next_lines: list[tuple[str, int]] = field(default_factory=list)
     """Lines the scheduler picked to hand to the broker now (this outcome freed their place)."""
     pushed: bool = False
-    """The feed script already pushed ``next_lines``'s messages (``ctx.request_push``): nothing left to publish."""
+    """The feed script already pushed ``next_lines``'s messages (``ctx.feed_template``): nothing left to push."""
 
 
 def record(
@@ -87,7 +87,7 @@ def record(
                     usage=usage,
                 )
                 if feed:
-                    ctx.schedule.feed_on(pipe, FEED_PER_OUTCOME, push=ctx.request_push)
+                    ctx.schedule.feed_on(pipe, FEED_PER_OUTCOME, push=ctx.feed_template)
                 if slot is not None:
                     slot.limiter.release_on(pipe, slot.grant, slot.tokens)
                 replies = pipe.execute()
@@ -102,7 +102,7 @@ def record(
             ctx.schedule.load_scripts()
     result = ctx.lines.recorded(replies[0])
     picked = ctx.schedule.picked(replies[1]) if feed else []
-    return Done(result.recorded, result.batch_done, picked, pushed=feed and ctx.request_push is not None)
+    return Done(result.recorded, result.batch_done, picked, pushed=feed and ctx.feed_template is not None)
 
 
 def record_success(

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator
 
-from batchq.files import FileRegistry
 from batchq.keys import request_id
 from batchq.state import BatchRecord, LineState
+from batchq.state.files import FileRegistry
 from batchq.storage import ObjectStore
 
 

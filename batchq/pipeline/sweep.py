@@ -15,16 +15,14 @@ counters. Intake and finalize are sent at most once while a copy is queued or ru
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from batchq import keys
-from batchq.broker import REQUEST_QUEUE
-from batchq.housekeeping import housekeep
 from batchq.pipeline.context import WorkerContext
 from batchq.pipeline.finalize import fill_unsent
+from batchq.pipeline.housekeeping import housekeep
 from batchq.pipeline.intake import schedule_batch
 from batchq.state import BatchRecord
 from batchq.state.lines import lease_expiry
@@ -33,11 +31,6 @@ log = logging.getLogger(__name__)
 
 #: Lines one round sends again per batch at most (the next round goes on).
 MAX_RESENT_PER_BATCH = 2000
-#: Request messages read to tell a queued line from a lost one; a longer queue (the feeding window keeps it far
-#: shorter) cannot tell, and the line waits for its batch to stall instead.
-QUEUE_SCAN_MAX = 5000
-#: A request message's task id (``batch_…-<line>``) in kombu's JSON envelope.
-_TASK_ID = re.compile(rb'"id": "([^"]+)"')
 
 
 @dataclass
@@ -56,12 +49,14 @@ class SweepActions:
     send_intake: Callable[[str], None]
     send_finalize: Callable[[str], None]
     send_lines: Callable[[list[tuple[str, int]]], None]
+    queued_lines: Callable[[], set[tuple[str, int]] | None]
+    """The lines whose request message waits on the broker's queue (None: too many to tell)."""
 
 
 def sweep(ctx: WorkerContext, actions: SweepActions) -> SweepReport:
     report = SweepReport()
     queued: dict[str, int] = {}
-    on_queue = _QueuedIds(ctx)
+    on_queue = _QueuedLines(actions.queued_lines)
     for batch_id in ctx.state.active_ids():
         try:
             _sweep_batch(ctx, actions, batch_id, report, queued, on_queue)
@@ -74,7 +69,7 @@ def sweep(ctx: WorkerContext, actions: SweepActions) -> SweepReport:
     if picked:
         actions.send_lines(picked)
         report.fed = len(picked)
-    housekeep(ctx.redis, ctx.files, ctx.store)  # due webhook deliveries, expired files (batchq/housekeeping.py)
+    housekeep(ctx.redis, ctx.files, ctx.store)  # due webhook deliveries, expired files (batchq/pipeline/housekeeping.py)
     return report
 
 
@@ -92,7 +87,7 @@ def _sweep_batch(
     batch_id: str,
     report: SweepReport,
     queued: dict[str, int],
-    on_queue: _QueuedIds,
+    on_queue: _QueuedLines,
 ) -> None:
     s = ctx.settings
     record = ctx.state.get_record(batch_id)
@@ -138,7 +133,7 @@ def _sweep_batch(
     queued[record.account] = queued.get(record.account, 0) + int(ctx.redis.zcard(keys.batch_open(batch_id)))
 
 
-def _resend_lost(ctx: WorkerContext, record: BatchRecord, now: float, on_queue: _QueuedIds) -> list[tuple[str, int]]:
+def _resend_lost(ctx: WorkerContext, record: BatchRecord, now: float, on_queue: _QueuedLines) -> list[tuple[str, int]]:
     """Lines handed out whose message or holder is gone, due back by now: send them again."""
     batch_id = record.id
     now_ms = int(now * 1000)
@@ -179,13 +174,13 @@ def _resend_lost(ctx: WorkerContext, record: BatchRecord, now: float, on_queue: 
     return [(batch_id, n) for n in resend]
 
 
-def _taken_and_lost(ctx: WorkerContext, batch_id: str, unclaimed: list[int], on_queue: _QueuedIds) -> list[int]:
+def _taken_and_lost(ctx: WorkerContext, batch_id: str, unclaimed: list[int], on_queue: _QueuedLines) -> list[int]:
     """Of lines sent ``requeue_after_s`` ago and never claimed, those whose message is not on the queue either: a
     worker took it and died before its claim (prefetched request messages live in the worker's memory only)."""
-    queued = on_queue.ids()
+    queued = on_queue.lines()
     if queued is None:
         return []  # cannot tell: they wait for the batch to stall
-    missing = [n for n in unclaimed if f"{batch_id}-{n}" not in queued]
+    missing = [n for n in unclaimed if (batch_id, n) not in queued]
     if not missing:
         return []
     # Read after the queue: a line popped meanwhile by a live worker shows its claim here.
@@ -193,22 +188,20 @@ def _taken_and_lost(ctx: WorkerContext, batch_id: str, unclaimed: list[int], on_
     return [n for n, lease in zip(missing, leases, strict=True) if lease is None]
 
 
-class _QueuedIds:
-    """The task ids of the request messages on the queue, read at most once a sweep round (and only if asked)."""
+class _QueuedLines:
+    """The lines on the broker's queue, read at most once a sweep round (and only if asked)."""
 
-    def __init__(self, ctx: WorkerContext) -> None:
-        self._ctx = ctx
-        self._read = False
-        self._ids: set[str] | None = None
+    def __init__(self, read: Callable[[], set[tuple[str, int]] | None]) -> None:
+        self._read = read
+        self._done = False
+        self._lines: set[tuple[str, int]] | None = None
 
-    def ids(self) -> set[str] | None:
-        """The ids, or None when the queue is too long to read."""
-        if not self._read:
-            items = self._ctx.redis.lrange(REQUEST_QUEUE, 0, QUEUE_SCAN_MAX)
-            if len(items) <= QUEUE_SCAN_MAX:
-                self._ids = {m.decode() for m in _TASK_ID.findall(b"\n".join(items))}
-            self._read = True
-        return self._ids
+    def lines(self) -> set[tuple[str, int]] | None:
+        """The lines, or None when the queue is too long to read."""
+        if not self._done:
+            self._lines = self._read()
+            self._done = True
+        return self._lines
 
 
 def _rerun_lost_outcomes(ctx: WorkerContext, record: BatchRecord) -> list[tuple[str, int]]:

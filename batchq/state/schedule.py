@@ -8,24 +8,13 @@ backlog, a batch that arrives later starts at once, and accounts share the slots
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import redis
 
 from batchq import keys
-from batchq.broker import TEMPLATE_BATCH, TEMPLATE_LINE, TEMPLATE_TAG
+from batchq.broker import MessageTemplate
 from batchq.state.lines import load_scripts, run_script, script
-
-
-@dataclass(frozen=True)
-class MessagePush:
-    """Where the feed script pushes the request messages of the lines it picks, and the message to fill in."""
-
-    queue: str
-    """The broker's list (the request queue's name)."""
-    template: str
-    """:func:`batchq.broker.request_message_template`."""
 
 
 class Schedule:
@@ -51,7 +40,9 @@ class Schedule:
             args=[batch_id, account, urgent_at],
         )
 
-    def feed_on(self, pipe: redis.client.Pipeline[bytes] | None, limit: int, *, push: MessagePush | None = None) -> Any:
+    def feed_on(
+        self, pipe: redis.client.Pipeline[bytes] | None, limit: int, *, push: MessageTemplate | None = None
+    ) -> Any:
         """Pick up to ``limit`` lines (within the window); queued on ``pipe``, or run now when it is None.
 
         ``push``: the script also pushes the picked lines' request messages onto the broker's queue (no second
@@ -59,7 +50,7 @@ class Schedule:
         """
         args: list[Any] = [self.window, self.chunk, self.due_back_ms, keys.PREFIX, limit]
         if push is not None:
-            args += [push.queue, push.template, TEMPLATE_BATCH, TEMPLATE_LINE, TEMPLATE_TAG]
+            args += [push.queue, push.text, push.batch, push.line, push.tag]
         return run_script(
             self.redis,
             pipe,

@@ -4,7 +4,6 @@ Modules, each with one job:
 
 - ``signing``: secrets, signatures and :func:`~batchq.webhooks.signing.verify_webhook` (stdlib only: the client
   re-exports it, so it imports nothing of the server);
-- ``keys``: the Redis keys below;
 - ``targets``: SSRF checks of a webhook URL (scheme, every resolved address);
 - ``transport``: one POST to a checked address, short timeouts, no redirects, a capped answer;
 - ``schedule``: the retry delays;

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import httpx
 import redis
 
-from batchq.webhooks import keys
+from batchq import keys
 from batchq.webhooks.deliveries import DeliveryStore
 from batchq.webhooks.events import DISPATCH_GRACE_S
 from batchq.webhooks.registry import EndpointRegistry
@@ -61,7 +61,7 @@ class AttemptOutcome:
 
 def attempt_delivery(client: redis.Redis[bytes], delivery_id: str, cfg: DeliveryConfig) -> AttemptOutcome:
     """Make one attempt of a pending, due delivery."""
-    lock = keys.delivery_lock(delivery_id)
+    lock = keys.webhook_delivery_lock(delivery_id)
     if not client.set(lock, "1", nx=True, ex=int(4 * cfg.timeout_s) + 5):
         return AttemptOutcome("skipped")
     try:

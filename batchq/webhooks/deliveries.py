@@ -12,7 +12,7 @@ from typing import Any
 
 import redis
 
-from batchq.webhooks import keys
+from batchq import keys
 
 #: Deliveries kept in an endpoint's log (the newest).
 LOG_CAP = 1000
@@ -85,16 +85,16 @@ class DeliveryStore:
         self, marker: str, deliveries: list[NewDelivery], *, marker_ttl_s: int, due_at: float, record_ttl_s: int
     ) -> bool:
         """Write the deliveries and the marker in one step; False (nothing written) if the marker was set."""
-        keys_: list[str] = [marker, keys.due()]
+        keys_: list[str] = [marker, keys.webhook_due()]
         for d in deliveries:
-            keys_ += [keys.delivery(d.id), keys.endpoint_deliveries(d.endpoint_id)]
+            keys_ += [keys.webhook_delivery(d.id), keys.webhook_deliveries(d.endpoint_id)]
         created_ms = deliveries[0].created_at * 1000 if deliveries else 0
         args: list[Any] = [marker_ttl_s, due_at, created_ms, record_ttl_s, LOG_CAP]
         args += [json.dumps(d.record()) for d in deliveries]
         return bool(self._emit(keys=keys_, args=args))
 
     def get(self, delivery_id: str) -> dict[str, Any] | None:
-        raw = self.redis.hgetall(keys.delivery(delivery_id))
+        raw = self.redis.hgetall(keys.webhook_delivery(delivery_id))
         if not raw:
             return None
         record: dict[str, Any] = {k.decode(): v.decode() for k, v in raw.items()}
@@ -109,31 +109,31 @@ class DeliveryStore:
         """Record an attempt's result; ``due_at`` re-arms the due set, None takes the delivery out of it."""
         mapping: dict[str | bytes, str] = {k: "" if v is None else str(v) for k, v in fields.items()}
         with self.redis.pipeline() as pipe:
-            pipe.hset(keys.delivery(delivery_id), mapping=mapping)
+            pipe.hset(keys.webhook_delivery(delivery_id), mapping=mapping)
             if due_at is None:
-                pipe.zrem(keys.due(), delivery_id)
+                pipe.zrem(keys.webhook_due(), delivery_id)
             else:
-                pipe.zadd(keys.due(), {delivery_id: due_at})
+                pipe.zadd(keys.webhook_due(), {delivery_id: due_at})
             pipe.execute()
 
     def unschedule(self, delivery_id: str) -> None:
-        self.redis.zrem(keys.due(), delivery_id)
+        self.redis.zrem(keys.webhook_due(), delivery_id)
 
     def for_endpoint(
         self, endpoint_id: str, *, limit: int, after: str | None = None
     ) -> tuple[list[dict[str, Any]], bool]:
         """The endpoint's deliveries, newest first, from after ``after``; and whether more follow."""
-        ids = [i.decode() for i in self.redis.zrevrange(keys.endpoint_deliveries(endpoint_id), 0, -1)]
+        ids = [i.decode() for i in self.redis.zrevrange(keys.webhook_deliveries(endpoint_id), 0, -1)]
         if after is not None:
             ids = ids[ids.index(after) + 1 :] if after in ids else []
         found = [r for r in (self.get(i) for i in ids[: limit + 1]) if r is not None]
         return found[:limit], len(found) > limit
 
     def claim_due(self, now: float, *, lease_s: float, limit: int) -> list[str]:
-        return [i.decode() for i in self._claim(keys=[keys.due()], args=[now, lease_s, limit])]
+        return [i.decode() for i in self._claim(keys=[keys.webhook_due()], args=[now, lease_s, limit])]
 
     def drop_log(self, endpoint_id: str) -> None:
-        self.redis.delete(keys.endpoint_deliveries(endpoint_id))
+        self.redis.delete(keys.webhook_deliveries(endpoint_id))
 
 
 def public_delivery(record: dict[str, Any]) -> dict[str, Any]:

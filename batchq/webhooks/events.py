@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import redis
 
-from batchq.webhooks import keys
+from batchq import keys
 from batchq.webhooks.deliveries import RECORD_TTL_EXTRA_S, DeliveryStore, NewDelivery
 from batchq.webhooks.registry import EndpointRegistry
 
@@ -112,7 +112,7 @@ def _emit(
         for e in EndpointRegistry(client).subscribed(account, event_type)
     ]
     emitted = DeliveryStore(client).emit(
-        keys.emitted(batch_id, event_type),
+        keys.webhook_emitted(batch_id, event_type),
         deliveries,
         marker_ttl_s=MARKER_TTL_S,
         due_at=now + DISPATCH_GRACE_S if send is not None else now,

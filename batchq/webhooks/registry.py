@@ -10,7 +10,7 @@ from typing import Any
 
 import redis
 
-from batchq.webhooks import keys
+from batchq import keys
 from batchq.webhooks.signing import generate_secret
 
 #: The events an endpoint may subscribe to (and does, when it names none).
@@ -67,17 +67,17 @@ class EndpointRegistry:
             "created_at": str(now),
         }
         with self.redis.pipeline() as pipe:
-            pipe.hset(keys.endpoint(endpoint.id), mapping=record)
-            pipe.zadd(keys.account_endpoints(account), {endpoint.id: time.time() * 1000})
+            pipe.hset(keys.webhook_endpoint(endpoint.id), mapping=record)
+            pipe.zadd(keys.account_webhooks(account), {endpoint.id: time.time() * 1000})
             pipe.execute()
         return endpoint
 
     def count(self, account: str) -> int:
-        return int(self.redis.zcard(keys.account_endpoints(account)))
+        return int(self.redis.zcard(keys.account_webhooks(account)))
 
     def get(self, endpoint_id: str, account: str | None = None) -> Endpoint | None:
         """The endpoint, or None when unknown or (with ``account``) another account's."""
-        raw = self.redis.hgetall(keys.endpoint(endpoint_id))
+        raw = self.redis.hgetall(keys.webhook_endpoint(endpoint_id))
         if not raw:
             return None
         r = {k.decode(): v.decode() for k, v in raw.items()}
@@ -95,7 +95,7 @@ class EndpointRegistry:
 
     def all(self, account: str) -> list[Endpoint]:
         """The account's endpoints, newest first."""
-        ids = [i.decode() for i in self.redis.zrevrange(keys.account_endpoints(account), 0, -1)]
+        ids = [i.decode() for i in self.redis.zrevrange(keys.account_webhooks(account), 0, -1)]
         return [e for e in (self.get(i) for i in ids) if e is not None]
 
     def subscribed(self, account: str, event_type: str) -> list[Endpoint]:
@@ -104,6 +104,6 @@ class EndpointRegistry:
     def delete(self, endpoint_id: str, account: str) -> None:
         """Forget the endpoint; its pending deliveries find it gone and stop."""
         with self.redis.pipeline() as pipe:
-            pipe.delete(keys.endpoint(endpoint_id))
-            pipe.zrem(keys.account_endpoints(account), endpoint_id)
+            pipe.delete(keys.webhook_endpoint(endpoint_id))
+            pipe.zrem(keys.account_webhooks(account), endpoint_id)
             pipe.execute()

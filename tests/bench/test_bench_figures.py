@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from batchq.bench.cli import headline, parse_args
-from batchq.bench.report import Measurement, median_of, summary, table
-from batchq.bench.scenarios import DEFAULT_MAX_IN_FLIGHT, SCENARIOS, select
+from bench.cli import headline, parse_args
+from bench.report import Measurement, median_of, summary, table
+from bench.scenarios import DEFAULT_MAX_IN_FLIGHT, SCENARIOS, select
 
 
 def test_ideal_is_the_longer_of_latency_over_in_flight_and_rate_limit() -> None:
@@ -70,8 +70,8 @@ def test_command_line_defaults_to_the_plain_worker_command() -> None:
 def test_compare_prints_before_and_after_per_scenario() -> None:
     from dataclasses import asdict
 
-    from batchq.bench.cli import scenario_dict
-    from batchq.bench.compare import compare
+    from bench.cli import scenario_dict
+    from bench.compare import compare
 
     def report(commit: str, rps: float, timed_out: bool) -> dict[str, object]:
         m = Measurement("batchq", 2000, completed=2000, rps=rps, pool="threads -c 64 x 1", timed_out=timed_out)

@@ -1,7 +1,7 @@
 """Smoke test of the bench harness: a tiny run end to end, as `make bench` runs it (marked `bench` by folder).
 
 Given a 200-request batch at 0 ms upstream latency, one worker started with the plain worker command, one repeat,
-when `python -m batchq.bench --scenario zero` runs it,
+when `python -m bench --scenario zero` runs it,
 then it prints the table and the summary, every request completed on batchq, the raw Celery chord and the
 asyncio baseline, the raw Celery worker ran the pool and concurrency the batchq worker reported, every figure
 the issue asks for is there, and no process it started is left running.
@@ -26,7 +26,7 @@ def test_bench_smoke(tmp_path: Path) -> None:
     argv = [
         sys.executable,
         "-m",
-        "batchq.bench",
+        "bench",
         "--scenario",
         "zero",
         "--requests",

@@ -15,13 +15,14 @@ from typing import Any
 import httpx
 import psutil
 import pytest
+import redis as redis_lib
 
 from batchq.broker import make_producer
+from batchq.broker.lines import RequestLines
 from batchq.config import Settings
 from tests.e2e.conftest import StackFactory
 from tests.servers import free_port, start_moto, start_redis
 from tests.stack import chat_lines, parse_jsonl, to_jsonl, wait_final
-from workers.publish import publish_lines
 
 #: Settings that make recovery fast enough to test: a short visibility timeout and sweeper horizon.
 FAST_RECOVERY = {
@@ -206,7 +207,8 @@ def test_forced_duplicate_deliveries_still_exactly_once(make_stack: StackFactory
     producer = make_producer(
         Settings(redis_url=stack.env["BATCHQ_REDIS_URL"], storage_url=stack.env["BATCHQ_STORAGE_URL"], local_mode=True)
     )
-    publish_lines(producer, [(batch_id, line) for line in range(len(lines))])
+    client = redis_lib.Redis.from_url(stack.env["BATCHQ_REDIS_URL"])
+    RequestLines(producer, client, fast=True).push([(batch_id, line) for line in range(len(lines))])
     batch = wait_final(api, batch_id, timeout=180, stack=stack)
     # Then: exactly once in the files, and the lease kept the upstream from seeing a line twice
     assert batch["status"] == "completed", stack.logs()

@@ -11,6 +11,7 @@ import pytest
 
 from batchq import keys
 from batchq.broker import make_producer
+from batchq.broker.lines import RequestLines
 from batchq.config import Settings
 from batchq.pipeline.context import build_context
 from batchq.pipeline.sweep import SweepActions, sweep
@@ -18,7 +19,6 @@ from batchq.state import pack_index
 from tests.e2e.conftest import StackFactory
 from tests.e2e.test_chaos import assert_exactly_once, configure_sim, submit, wait_progress
 from tests.stack import chat_lines, wait_final
-from workers.publish import publish_lines
 
 pytestmark = [pytest.mark.e2e]
 
@@ -93,6 +93,7 @@ def test_sweeper_rounds_send_one_intake_and_one_finalize(redis: Any, redis_url: 
         send_intake=lambda b: sent.append(("intake", b)),
         send_finalize=lambda b: sent.append(("finalize", b)),
         send_lines=lambda lines: sent.extend(("line", f"{b}:{n}") for b, n in lines),
+        queued_lines=lambda: set(),
     )
     # When: five sweeper rounds pass while those tasks are queued or running
     for _ in range(5):
@@ -128,9 +129,12 @@ def test_a_line_whose_message_a_dead_worker_took_is_sent_again_without_waiting_f
     sent_at = int(now * 1000) - 61_000 + int(settings.requeue_after_s * 1000)  # due back a second ago
     redis.zadd(keys.batch_open(batch_id), {str(n): sent_at for n in range(4)})
     redis.hset(keys.batch_leases(batch_id), "3", f"{int(now * 1000) + 30_000}:live-worker")
-    publish_lines(make_producer(settings), [(batch_id, 1)])
+    queue = RequestLines(make_producer(settings), redis, fast=True)
+    queue.push([(batch_id, 1)])
     sent: list[tuple[str, int]] = []
-    actions = SweepActions(send_intake=lambda b: None, send_finalize=lambda b: None, send_lines=sent.extend)
+    actions = SweepActions(
+        send_intake=lambda b: None, send_finalize=lambda b: None, send_lines=sent.extend, queued_lines=queue.queued
+    )
     # When: the sweeper runs (the batch is not stalled: it progressed just now)
     sweep(ctx, actions)
     # Then: only the lines that are neither queued nor claimed are sent again, at once

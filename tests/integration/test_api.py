@@ -126,7 +126,7 @@ def test_deleting_a_batch_keeps_an_input_another_active_batch_reads(roomy: TestC
 
 
 def test_release_reader_frees_the_input(roomy: TestClient, redis: redis_lib.Redis) -> None:
-    from batchq.files import FileRegistry
+    from batchq.state.files import FileRegistry
 
     file_id = upload(roomy)
     batch_id = roomy.post("/v1/batches", json={"input_file_id": file_id, **CREATE}).json()["id"]

@@ -17,11 +17,17 @@ import redis as redis_lib
 from celery import Celery
 from kombu import Consumer, Queue
 
-from batchq.broker import REQUEST_QUEUE, make_producer, stop_waits
+from batchq.broker import REQUEST_QUEUE, make_producer
+from batchq.broker.lines import RequestLines
+from batchq.broker.transport import stop_waits
 from batchq.config import Settings
-from workers.publish import publish_lines
 
 UNACKED = "unacked"  # kombu's Redis hash of delivered, not yet acknowledged messages
+
+
+def publish_lines(app: Celery, lines: list[tuple[str, int]]) -> None:
+    """The workers' push of request lines (fast path), from a test."""
+    RequestLines(app, redis_lib.Redis.from_url(app.conf.broker_url), fast=True).push(lines)
 
 
 @pytest.fixture
@@ -157,7 +163,8 @@ def test_an_ack_ends_a_wait_that_had_no_room(app: Celery, consume: Any) -> None:
 
 def test_a_shutdown_ends_the_wait_at_once(consume: Any) -> None:
     """A green worker's consumers wait in drain_events (kombu polls again until the timeout); the shutdown signal
-    ends the wait (workers/app.py connects stop_waits to worker_shutting_down): warm shutdown took 5 s, now ~1 s."""
+    ends the wait (batchq/broker/worker.py connects stop_waits to worker_shutting_down): warm shutdown took 5 s,
+    now ~1 s."""
     conn, received = consume("nothing-queued", 4)
     stopper = threading.Timer(0.2, stop_waits)
     stopper.start()

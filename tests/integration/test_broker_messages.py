@@ -10,23 +10,21 @@ from typing import Any
 import redis as redis_lib
 from celery import Celery
 
-from batchq.broker import (
-    PUSH_CHUNK,
-    REQUEST_QUEUE,
-    REQUEST_TASK,
-    celery_config,
-    make_producer,
-    request_message_template,
-    request_messages,
-)
+from batchq.broker import REQUEST_QUEUE, REQUEST_TASK, celery_config, make_producer
+from batchq.broker.lines import RequestLines, finalize_signature
+from batchq.broker.messages import PUSH_CHUNK, request_message_template, request_messages
 from batchq.config import Settings
 from batchq.state import BatchState
-from batchq.state.schedule import MessagePush, Schedule
+from batchq.state.schedule import Schedule
 from tests.integration.test_state import new_batch, start
-from workers.publish import finalize_signature, publish_lines
 
 #: Fields that differ between any two messages by design (a fresh uuid, the sending process).
 PER_MESSAGE = {("properties", "delivery_tag"), ("properties", "reply_to"), ("headers", "origin")}
+
+
+def publish_lines(app: Celery, lines: list[tuple[str, int]]) -> None:
+    """The workers' push of request lines (fast path), from a test."""
+    RequestLines(app, redis_lib.Redis.from_url(app.conf.broker_url), fast=True).push(lines)
 
 
 def _app(redis_url: str, tmp_path: Path) -> Celery:
@@ -97,7 +95,7 @@ def test_the_feed_script_pushes_the_same_message_for_each_line_it_picks(redis: r
     start(state, redis, "batch_f", total=3)
     schedule = Schedule(redis, window=10, chunk=8, due_back_s=60, weights={})
     schedule.add("batch_f", "acct", urgent_at=2**40)
-    push = MessagePush(REQUEST_QUEUE, request_message_template(reply_to="reply-oid"))
+    push = request_message_template(reply_to="reply-oid")
     # When: an outcome's feed picks two lines and the script pushes their messages
     picked = schedule.picked(schedule.feed_on(None, 2, push=push))
     # Then: the lines picked are the lines pushed, in order, each the message request_messages builds (the body as
@@ -124,9 +122,9 @@ def test_a_message_with_a_utf8_body_is_decoded_by_kombu_like_a_base64_one(redis_
     # Given: a template-built message on the request queue
     app = _app(redis_url, tmp_path)
     template = request_message_template(reply_to=app.oid)
-    message = template.replace("BATCHQ0TEMPLATE0TAG", "t1").replace("BATCHQ0TEMPLATE0BATCH", "batch_u")
+    message = template.text.replace(template.tag, "t1").replace(template.batch, "batch_u")
     client = redis_lib.Redis.from_url(redis_url)
-    client.lpush(REQUEST_QUEUE, message.replace("900719925474099", "7"))
+    client.lpush(REQUEST_QUEUE, message.replace(template.line, "7"))
     # When: kombu's consumer (the worker's transport) takes it
     with app.connection_for_read() as conn:
         got = conn.SimpleQueue(REQUEST_QUEUE).get(timeout=5)

@@ -13,8 +13,8 @@ from fastapi.testclient import TestClient
 from batchq import keys
 from batchq.api.app import create_app
 from batchq.config import Settings
-from batchq.files import FileRegistry
-from batchq.retention import reap_expired
+from batchq.pipeline.retention import reap_expired
+from batchq.state.files import FileRegistry
 from batchq.storage import store_from_url
 
 LINE = b'{"custom_id": "a", "params": {"model": "m", "messages": [{"role": "user", "content": "x"}]}}\n'

@@ -12,11 +12,11 @@ from openai import OpenAI
 from openai.types.webhooks import BatchCancelledWebhookEvent
 
 from batchq import keys
+from batchq.keys import webhook_due as due
 from batchq.webhooks.attempt import DeliveryConfig, attempt_delivery
 from batchq.webhooks.deliveries import DeliveryStore, public_delivery
 from batchq.webhooks.dispatch import drain_due, on_batch_final, set_sender
 from batchq.webhooks.events import DISPATCH_GRACE_S, emit_batch_event
-from batchq.webhooks.keys import due
 from batchq.webhooks.registry import EndpointRegistry
 from tests.webhook_receiver import Receiver
 

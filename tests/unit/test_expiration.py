@@ -7,8 +7,8 @@ import pytest
 from batchq.api.errors import BadRequestProblem
 from batchq.api.expiry import parse_batch_output_expiry, parse_expires_after, parse_upload_expiry
 from batchq.config import Settings
-from batchq.expiration import MAX_EXPIRES_AFTER_S, output_expiry_field, output_expiry_s
-from batchq.retention import storage_metric_lines
+from batchq.pipeline.retention import storage_metric_lines
+from batchq.state.files import MAX_EXPIRES_AFTER_S, output_expiry_field, output_expiry_s
 
 
 def test_default_minimum_is_an_hour_and_refuses_less() -> None:

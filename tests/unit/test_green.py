@@ -1,4 +1,4 @@
-"""The plain worker command under gevent (batchq/green.py): when it starts itself again, and with what."""
+"""The plain worker command under gevent (batchq/broker/green.py): when it starts itself again, and with what."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from batchq import green
+from batchq.broker import green
 
 PLAIN = ["/venv/bin/celery", "-A", "workers", "worker", "-Q", "intake,requests,finalize"]
 
@@ -40,7 +40,7 @@ def test_only_an_unpatched_worker_command_configured_for_gevent_restarts() -> No
 
 
 def test_the_restart_keeps_the_interpreters_own_command_line() -> None:
-    orig = ["/usr/bin/python3", "-m", "batchq.bench.worker", "-A", "workers", "worker", "-n", "w1@%h"]
+    orig = ["/usr/bin/python3", "-m", "bench.worker", "-A", "workers", "worker", "-n", "w1@%h"]
     assert green.restart_argv(orig) == [*orig, "-P", "gevent"]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from batchq.config import Settings
-from batchq.pricing import estimate_cost, parse_prices
+from batchq.pipeline.pricing import estimate_cost, parse_prices
 
 
 def test_cost_applies_the_batch_discount() -> None:

@@ -6,7 +6,7 @@ import threading
 import time
 from typing import Any
 
-from batchq.threadpool import TaskPool
+from batchq.broker.pools import TaskPool
 
 
 def _ignore(_: object) -> None:

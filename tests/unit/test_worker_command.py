@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from batchq.broker import has_blmpop
-from batchq.green import pool_named_on_command_line
+from batchq.broker.green import pool_named_on_command_line
+from batchq.broker.transport import has_blmpop
 
 
 @pytest.mark.parametrize(
@@ -26,8 +26,8 @@ def test_the_plain_command_gets_gevent_sized_for_io() -> None:
     from celery.concurrency import get_implementation
 
     from batchq.broker import THREADS_POOL, celery_config
+    from batchq.broker.pools import TaskPool
     from batchq.config import Settings
-    from batchq.threadpool import TaskPool
 
     conf = celery_config(Settings(max_in_flight=1000))
     assert (conf["worker_pool"], conf["worker_concurrency"]) == ("gevent", 1032)  # the cap and 32 ready
@@ -43,7 +43,7 @@ def test_dash_p_threads_names_batchqs_pool_too() -> None:
     from celery.concurrency import get_implementation
 
     import workers.app  # noqa: F401 - the worker app registers the name
-    from batchq.threadpool import TaskPool
+    from batchq.broker.pools import TaskPool
 
     assert get_implementation("threads") is TaskPool
 

@@ -21,12 +21,11 @@ from batchq.api.expiry import parse_batch_output_expiry
 from batchq.api.idempotency import Claim, check_key
 from batchq.api.params import CreateParams, list_limit, parse_create_body
 from batchq.api.streaming import primed_stream
-from batchq.broker import INTAKE_TASK
-from batchq.expiration import output_expiry_field
 from batchq.keys import new_batch_id
 from batchq.pipeline.results import iter_results
 from batchq.schemas import FINAL_STATUSES, Batch
 from batchq.state import LineState
+from batchq.state.files import output_expiry_field
 
 router = APIRouter(prefix="/batches", tags=["batches"])
 
@@ -101,9 +100,7 @@ def _create(
     try:
         if not services.files.add_reader(params.input_file_id, batch_id):  # deleted since we looked
             raise _no_input(params.input_file_id)
-        # ignore_result: nothing waits on intake's result, and without it Celery's Redis backend subscribes
-        # the API to a pub/sub channel per batch (with the backend's own, much longer socket timeout).
-        services.producer.send_task(INTAKE_TASK, args=[batch_id], task_id=f"intake-{batch_id}", ignore_result=True)
+        services.tasks.send_intake(batch_id)
     except BaseException:
         # Nothing ran yet: forget the batch so that a retry creates it afresh (best effort in an outage).
         with contextlib.suppress(Exception):

@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from batchq import keys
 from batchq.api.deps import ServicesDep
 from batchq.broker import QUEUES
-from batchq.retention import storage_metric_lines
+from batchq.pipeline.retention import storage_metric_lines
 from batchq.state.metrics import AccountLines, account_lines
 
 router = APIRouter(tags=["health"])

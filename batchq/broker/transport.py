@@ -1,52 +1,26 @@
-"""The broker: Celery configuration shared by the workers and by the API's producer-only app, its Redis transport
-and the request-task messages the hot path pushes itself.
+"""batchq's Redis transport for kombu: the fast path's consumer and ack bookkeeping (``BATCHQ_FAST_PATH``).
 
-Both sides must agree on every broker setting (the shortest visibility timeout on a broker wins), so they
-build it here from the same Settings.
+Every class here subclasses a kombu internal (``QoS``, ``Channel`` and its ``_brpop_start`` / ``_brpop_read`` /
+``_create_client``, ``MultiChannelPoller``, ``Transport.cycle``); kombu is pinned in the lock file for that reason.
+With ``BATCHQ_FAST_PATH=false`` Celery runs kombu's own Redis transport instead and nothing here is loaded.
 """
 
 from __future__ import annotations
 
-import base64
-import json
 import os
 import threading
-import uuid
 import weakref
-from collections.abc import Iterable, Sequence
 from queue import Empty
 from time import monotonic
 from typing import Any
 
-from celery import Celery
-from celery.utils.nodenames import anon_nodename
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import loads
 
-from batchq.config import Settings
+from batchq.broker.names import REQUEST_QUEUE
 
-#: Task names: the API sends tasks by name and never imports worker code.
-INTAKE_TASK = "batchq.intake_batch"
-REQUEST_TASK = "batchq.process_request"
-FINALIZE_TASK = "batchq.finalize_batch"
-SWEEP_TASK = "batchq.sweep"
-WEBHOOK_TASK = "batchq.deliver_webhook"
-#: Webhook deliveries' own queue (workers/webhooks.py adds it to every worker consuming "finalize").
-WEBHOOK_QUEUE = "webhooks"
-
-#: The request tasks' queue.
-REQUEST_QUEUE = "requests"
-
-QUEUES = ("intake", REQUEST_QUEUE, "finalize", WEBHOOK_QUEUE)
-
-
-#: batchq's threads pool (batchq/threadpool.py), as Celery resolves a pool name; ``threads`` means this one.
-THREADS_POOL = "batchq.threadpool:TaskPool"
-
-#: Messages pushed by one LPUSH at most.
-PUSH_CHUNK = 500
 #: Messages one BLMPOP takes at most (fewer when the prefetch limit leaves less room).
 POP_CHUNK = 16
 #: The first Redis with BLMPOP; an older server gets kombu's BRPOP, one message a round trip.
@@ -196,19 +170,6 @@ class _Channel(kombu_redis.Channel):
                     client = self._sync_client = super()._create_client()  # type: ignore[no-untyped-call]
         return client
 
-    def push_messages(self, queue: str, messages: Sequence[str]) -> None:
-        """:func:`push_messages` on this channel's key for ``queue`` (kombu's ``_put``, many at a time)."""
-        push_messages(self._create_client(), self._q_for_pri(queue, 0), messages)  # type: ignore[no-untyped-call]
-
-
-def push_messages(client: Any, key: str, messages: Sequence[str]) -> None:
-    """LPUSH ready-made messages onto the list ``key`` (a queue without a key prefix: its name), a chunk a command.
-
-    Chunks keep one command's size bounded (~1.5 KB a message) when intake sends a large first window.
-    """
-    for start in range(0, len(messages), PUSH_CHUNK):
-        client.lpush(key, *messages[start : start + PUSH_CHUNK])
-
 
 def has_blmpop(redis_version: str) -> bool:
     """Whether a server that reports this ``redis_version`` (INFO server) has BLMPOP."""
@@ -325,177 +286,3 @@ class Transport(kombu_redis.Transport):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]
         self.cycle = _Poller()  # type: ignore[assignment]
-
-
-#: Import path of :class:`Transport`, as kombu resolves ``broker_transport``.
-TRANSPORT = f"{__name__}:Transport"
-
-
-def request_messages(lines: Iterable[tuple[str, int]], *, reply_to: str) -> list[str]:
-    """Request-task messages for ``(batch_id, line)`` pairs, each a part of its batch's chord, as kombu stores them.
-
-    The same JSON that ``app.send_task(REQUEST_TASK, args=[batch_id, line], task_id=f"{batch_id}-{line}",
-    group_id=batch_id, group_index=line, chord=<finalize signature>)`` puts on the Redis list (Celery's message
-    protocol 2 in kombu's Redis envelope), built without Celery's and kombu's publish machinery, which cost
-    ~0.8 ms a line on the hot path (every recorded outcome feeds the next line). A test pops both and compares.
-    """
-    origin = anon_nodename()
-    return [_request_message(b, line, reply_to, origin, str(uuid.uuid4()), raw_body=False) for b, line in lines]
-
-
-#: Placeholders of :func:`request_message_template`: the batch id, the line (a JSON number) and the delivery tag.
-#: Letters and digits only, so that a Lua ``gsub`` takes them as plain text.
-TEMPLATE_BATCH = "BATCHQ0TEMPLATE0BATCH"
-TEMPLATE_LINE = 900719925474099
-TEMPLATE_TAG = "BATCHQ0TEMPLATE0TAG"
-
-
-def request_message_template(*, reply_to: str) -> str:
-    """One request-task message with placeholders, for a Lua script that fills them in and pushes the message
-    itself (state/scripts/feed.lua: a recorded outcome feeds the next line in its own round trip).
-
-    The body is stored as UTF-8 text (``body_encoding`` ``utf-8``, which kombu decodes and restores as is), not
-    base64 as kombu's publish writes it: Lua fills in plain text. Everything else is :func:`request_messages`'s.
-    """
-    return _request_message(TEMPLATE_BATCH, TEMPLATE_LINE, reply_to, anon_nodename(), TEMPLATE_TAG, raw_body=True)
-
-
-def _request_message(batch_id: str, line: int, reply_to: str, origin: str, tag: str, *, raw_body: bool) -> str:
-    task_id = f"{batch_id}-{line}"
-    chord: dict[str, Any] = {
-        "task": FINALIZE_TASK,
-        "args": [batch_id],
-        "kwargs": {},
-        "options": {},
-        "subtask_type": None,
-        "immutable": True,
-    }
-    body = json.dumps([[batch_id, line], {}, {"callbacks": None, "errbacks": None, "chain": None, "chord": chord}])
-    headers: dict[str, Any] = {
-        "lang": "py",
-        "task": REQUEST_TASK,
-        "id": task_id,
-        "shadow": None,
-        "eta": None,
-        "expires": None,
-        "group": batch_id,
-        "group_index": line,
-        "retries": 0,
-        "timelimit": [None, None],
-        "root_id": task_id,
-        "parent_id": None,
-        "argsrepr": repr([batch_id, line]),
-        "kwargsrepr": "{}",
-        "origin": origin,
-        "ignore_result": None,
-        "replaced_task_nesting": 0,
-        "stamped_headers": None,
-        "stamps": {},
-    }
-    properties = {
-        "correlation_id": task_id,
-        "reply_to": reply_to,
-        "delivery_mode": 2,
-        "delivery_info": {"exchange": "", "routing_key": REQUEST_QUEUE},
-        "priority": 0,
-        "body_encoding": "utf-8" if raw_body else "base64",
-        "delivery_tag": tag,
-    }
-    return json.dumps(
-        {
-            "body": body if raw_body else base64.b64encode(body.encode()).decode(),
-            "content-encoding": "utf-8",
-            "content-type": "application/json",
-            "headers": headers,
-            "properties": properties,
-        }
-    )
-
-
-#: Slots a worker has beyond the in-flight cap (half the cap at most): requests claimed and read, waiting in the
-#: limiter for the next freed call slot. 32 cover the round trips between two calls of one slot (record, feed,
-#: chord part, fetch, claim, acquire) at the few hundred calls a second one process makes; more only wait in
-#: Redis's queue at three round trips each (docs/bench.md, fifth pass).
-READY_SLOTS = 32
-
-
-def worker_concurrency(settings: Settings) -> int:
-    """Slots per worker process: BATCHQ_WORKER_CONCURRENCY, else the in-flight cap plus :data:`READY_SLOTS`
-    (half the cap at most), at least 64. Calls wait on I/O: a slot per call the cap allows, and a few more."""
-    if settings.worker_concurrency > 0:
-        return settings.worker_concurrency
-    cap = settings.max_in_flight
-    return max(64, cap + min(READY_SLOTS, cap // 2))
-
-
-def celery_config(settings: Settings) -> dict[str, Any]:
-    vt = settings.visibility_timeout_s
-    transport = {
-        "visibility_timeout": vt,
-        "health_check_interval": 25,
-        "socket_keepalive": True,
-        "socket_timeout": 30,
-        "socket_connect_timeout": 10,
-        "retry_on_timeout": True,
-        # kombu 5.7: scan for unacked messages of dead workers this often (default ~100 s).
-        "unacked_restore_interval": settings.unacked_restore_interval_s,
-        "unacked_restore_throttle": 1,
-        # kombu's own Redis pool defaults to 10 connections: a worker with more concurrent tasks fails acks
-        # with MaxConnectionsError and stalls (measured with gevent -c 256; see docs/bench.md).
-        "max_connections": 512,
-    }
-    return {
-        "broker_url": settings.redis_url,
-        "broker_transport": TRANSPORT,
-        "result_backend": settings.redis_url,
-        "broker_transport_options": transport,
-        "result_backend_transport_options": {"visibility_timeout": vt, "retry_policy": {"timeout": 5.0}},
-        "visibility_timeout": vt,
-        "broker_connection_retry_on_startup": True,
-        "broker_connection_max_retries": None,
-        "task_serializer": "json",
-        "result_serializer": "json",
-        "accept_content": ["json"],
-        # At-least-once delivery; exactly-once outcomes come from the HSETNX outcome script.
-        "task_acks_late": True,
-        "task_reject_on_worker_lost": True,
-        # The plain `celery -A workers worker` runs batchq's pool and size; -P and -c still override them.
-        "worker_pool": THREADS_POOL if settings.worker_pool == "threads" else settings.worker_pool,
-        "worker_concurrency": worker_concurrency(settings),
-        "worker_prefetch_multiplier": 1,
-        "worker_cancel_long_running_tasks_on_connection_loss": True,
-        "worker_soft_shutdown_timeout": 30,
-        "worker_eta_task_limit": 1000,
-        "worker_hijack_root_logger": False,
-        # Off by default (three pub/sub messages per task); Flower turns them on in running workers when it starts.
-        "worker_send_task_events": False,
-        "task_send_sent_event": False,
-        "task_track_started": False,
-        "result_expires": 3 * 24 * 3600,
-        "result_chord_expires": 3 * 24 * 3600,
-        "result_backend_always_retry": True,
-        "result_backend_max_retries": 20,
-        "result_backend_thread_safe": True,
-        "redis_max_connections": 512,
-        "redis_socket_keepalive": True,
-        "redis_retry_on_timeout": True,
-        "redis_backend_health_check_interval": 25,
-        "task_default_queue": "requests",
-        # Only used when someone runs `celery -A workers beat`; workers sweep on their own timer anyway
-        # (both take the same Redis lock, so running both is harmless).
-        "beat_schedule": {"batchq-sweep": {"task": SWEEP_TASK, "schedule": settings.sweep_interval_s}},
-        "task_routes": {
-            INTAKE_TASK: {"queue": "intake"},
-            REQUEST_TASK: {"queue": "requests"},
-            FINALIZE_TASK: {"queue": "finalize"},
-            SWEEP_TASK: {"queue": "finalize"},
-            WEBHOOK_TASK: {"queue": WEBHOOK_QUEUE},
-        },
-    }
-
-
-def make_producer(settings: Settings) -> Celery:
-    """A Celery app that only sends tasks (by name); used by the API."""
-    app = Celery("batchq-producer", set_as_current=False)
-    app.conf.update(celery_config(settings))
-    return app

@@ -12,7 +12,8 @@ import time
 
 import redis
 
-from batchq.files import FileRegistry, expiring_key
+from batchq import keys
+from batchq.state.files import FileRegistry
 from batchq.storage import ObjectNotFoundError, ObjectStore
 
 log = logging.getLogger(__name__)
@@ -26,12 +27,12 @@ def reap_expired(
 ) -> list[str]:
     """Delete every expired file not in use; returns the ids deleted."""
     cutoff = time.time() if now is None else now
-    due = [i.decode() for i in client.zrangebyscore(expiring_key(), "-inf", cutoff, start=0, num=REAP_LIMIT)]
+    due = [i.decode() for i in client.zrangebyscore(keys.files_expiring(), "-inf", cutoff, start=0, num=REAP_LIMIT)]
     reaped: list[str] = []
     for file_id in due:
         record = files.record(file_id)
         if record is None:
-            client.zrem(expiring_key(), file_id)  # deleted by its owner meanwhile
+            client.zrem(keys.files_expiring(), file_id)  # deleted by its owner meanwhile
             continue
         # The record goes first, atomically with the check of its readers (a batch created on it meanwhile
         # keeps it); the bytes follow. A crash in between leaves only bytes, which nothing can reach.

@@ -9,10 +9,10 @@ from typing import Any
 
 import httpx
 
-from batchq.bench.procs import TreeSampler
-from batchq.bench.report import MB, Measurement, percentile
-from batchq.bench.scenarios import Scenario
-from batchq.bench.stack import Stack
+from bench.procs import TreeSampler
+from bench.report import MB, Measurement, percentile
+from bench.scenarios import Scenario
+from bench.stack import Stack
 
 #: Seconds between two GET /v1/batches/{id} while waiting.
 POLL_INTERVAL_S = 0.1

@@ -7,7 +7,7 @@ One difference on purpose: the cookbook's buckets hold a full minute of capacity
 whole minute's worth at once; here they hold one second's worth, the same burst batchq's limiter allows, so both
 sides pace at the limit and "time vs N / limit" compares like with like.
 
-Run by the bench as ``python -m batchq.bench.baseline --base-url ... --input F --result R`` so that its RSS and CPU
+Run by the bench as ``python -m bench.baseline --base-url ... --input F --result R`` so that its RSS and CPU
 are measured alone; plain asyncio (no uvloop). ``--client aiohttp`` (the cookbook's client, one session) or
 ``--client httpx``: one ``httpx.AsyncClient`` per concurrent request (a pool of ``--concurrency`` clients), the
 "plain asyncio client with 64 httpx clients" issue 10 compares with.
@@ -30,7 +30,7 @@ from typing import IO, Any
 import aiohttp
 import httpx
 
-from batchq.bench.report import percentile
+from bench.report import percentile
 
 #: Answers worth another attempt (0 = no HTTP answer: timeout or connection error).
 RETRYABLE = frozenset({0, 408, 409, 429})
@@ -219,7 +219,7 @@ async def run(
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m batchq.bench.baseline", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m bench.baseline", description=__doc__.split("\n")[0])
     p.add_argument("--base-url", required=True, help="upstream base URL including /v1")
     p.add_argument("--input", required=True, type=Path, help="JSONL in OpenAI batch form")
     p.add_argument("--output", required=True, type=Path, help="JSONL of the answers")

@@ -1,4 +1,4 @@
-"""``python -m batchq.bench`` (``make bench``): batchq end to end against a plain asyncio client, same simulator.
+"""``python -m bench`` (``make bench``): batchq end to end against a plain asyncio client, same simulator.
 
 Modules:
 
@@ -11,5 +11,5 @@ Modules:
 * ``measure``: one measurement of each side; ``report``: medians, ratios and the table; ``cli``: flags, scenarios.
 
 Nothing here is imported by batchq itself, and this package imports nothing heavy at import time, because
-``python -m batchq.bench.worker`` must let gevent monkey-patch before anything else is loaded.
+``python -m bench.worker`` must let gevent monkey-patch before anything else is loaded.
 """

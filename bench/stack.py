@@ -4,7 +4,7 @@ the raw Celery reference worker.
 batchq's workers run the default worker command (``celery -A workers worker -Q intake,requests,finalize``, no
 ``-P``/``-c``) unless a pool or concurrency is asked for; then it is passed both as BATCHQ_WORKER_POOL /
 BATCHQ_WORKER_CONCURRENCY (read by batchq's Celery config) and, unless ``pool_flags`` is off, as ``-P``/``-c``.
-Each worker reports the pool and concurrency it really runs (``batchq.bench.worker``'s ready file).
+Each worker reports the pool and concurrency it really runs (``bench.worker``'s ready file).
 
 All of them listen on free loopback ports and are children of the bench (``ProcGroup`` stops them). Redis runs
 without persistence (``--save '' --appendonly no``) so that disk writes do not blur the figures.
@@ -23,10 +23,10 @@ from typing import Any
 import httpx
 import redis
 
-from batchq.bench.procs import Proc, ProcGroup, free_port, wait_until
-from batchq.bench.rawcelery import QUEUE as RAW_QUEUE
-from batchq.bench.rawcelery import REDIS_URL_ENV as RAW_REDIS_URL_ENV
-from batchq.bench.worker import PROBE_DIR_ENV, READY_FILE_ENV, UPSTREAM_ENV
+from bench.procs import Proc, ProcGroup, free_port, wait_until
+from bench.rawcelery import QUEUE as RAW_QUEUE
+from bench.rawcelery import REDIS_URL_ENV as RAW_REDIS_URL_ENV
+from bench.worker import PROBE_DIR_ENV, READY_FILE_ENV, UPSTREAM_ENV
 
 #: Pools the bench can ask for.
 POOLS = ("threads", "gevent", "prefork", "solo")
@@ -206,7 +206,7 @@ def _start_api(stack: Stack, env: dict[str, str]) -> None:
 
 
 def _worker_argv(app: str, queues: str, name: str, pool: str | None, concurrency: int | None) -> list[str]:
-    argv = [sys.executable, "-m", "batchq.bench.worker", "-A", app, "worker", "-Q", queues]
+    argv = [sys.executable, "-m", "bench.worker", "-A", app, "worker", "-Q", queues]
     if pool is not None:
         argv += ["-P", pool]
     if concurrency is not None:
@@ -257,7 +257,7 @@ def start_raw_worker(stack: Stack, pool: str, concurrency: int, tag: str) -> tup
         READY_FILE_ENV: str(ready),
         UPSTREAM_ENV: stack.sim_root,
     }
-    argv = _worker_argv("batchq.bench.rawcelery", RAW_QUEUE, f"raw-{tag}", pool, concurrency)
+    argv = _worker_argv("bench.rawcelery", RAW_QUEUE, f"raw-{tag}", pool, concurrency)
     proc = stack.group.start(f"celery-{tag}", argv, env)
     _wait(proc, ready.exists, f"raw Celery worker {proc.name}", interval_s=0.1)
     info: dict[str, Any] = json.loads(ready.read_text())

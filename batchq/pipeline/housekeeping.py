@@ -6,8 +6,8 @@ import logging
 
 import redis
 
-from batchq.files import FileRegistry
-from batchq.retention import reap_expired
+from batchq.pipeline.retention import reap_expired
+from batchq.state.files import FileRegistry
 from batchq.storage import ObjectStore
 from batchq.webhooks.dispatch import drain_due, get_sender
 

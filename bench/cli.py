@@ -20,16 +20,16 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from batchq.bench.measure import BenchFailure, make_requests, measure_batchq
-from batchq.bench.measure_ref import measure_baseline, measure_celery
-from batchq.bench.procs import ProcGroup
-from batchq.bench.report import Measurement, emit, median_of, summary, table
-from batchq.bench.scenarios import SCENARIOS, SIDE_TITLES, SIDES, Scenario, override, select
-from batchq.bench.stack import POOLS, Stack, StackSpec, start_stack
+from bench.measure import BenchFailure, make_requests, measure_batchq
+from bench.measure_ref import measure_baseline, measure_celery
+from bench.procs import ProcGroup
+from bench.report import Measurement, emit, median_of, summary, table
+from bench.scenarios import SCENARIOS, SIDE_TITLES, SIDES, Scenario, override, select
+from bench.stack import POOLS, Stack, StackSpec, start_stack
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m batchq.bench", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     p.add_argument("--scenario", default="all", help=f"comma list of {', '.join(SCENARIOS)}, or all (the default)")
     p.add_argument("--requests", type=int, help="requests per batch (default: the scenario's)")
     p.add_argument("--workers", type=int, help="batchq worker processes (default: the scenario's)")

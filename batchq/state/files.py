@@ -16,16 +16,6 @@ _INT_FIELDS = ("bytes", "created_at")
 _DELETE_ROUNDS = 20
 
 
-def expiring_key() -> str:
-    """Sorted set: ids of files with an ``expires_at``, scored by it (the retention reaper's work list)."""
-    return f"{keys.PREFIX}:files:expiring"
-
-
-def storage_bytes_key() -> str:
-    """Hash: account -> bytes of its stored files (for /metrics)."""
-    return f"{keys.PREFIX}:metrics:storage-bytes"
-
-
 class FileRegistry:
     def __init__(self, client: redis.Redis[bytes]) -> None:
         self.redis = client
@@ -63,8 +53,8 @@ class FileRegistry:
             pipe.hset(keys.file_record(file_id), mapping={k: str(v) for k, v in record.items()})
             pipe.zadd(keys.account_files(account), {file_id: created * 1000})
             if expires_after_s is not None:
-                pipe.zadd(expiring_key(), {file_id: record["expires_at"]})
-            pipe.hincrby(storage_bytes_key(), account, size - int(previous or 0))
+                pipe.zadd(keys.files_expiring(), {file_id: record["expires_at"]})
+            pipe.hincrby(keys.metrics_storage_bytes(), account, size - int(previous or 0))
             pipe.execute()
         return _to_file(record)
 
@@ -112,9 +102,9 @@ class FileRegistry:
         with self.redis.pipeline() as pipe:
             pipe.delete(keys.file_record(file_id), keys.file_readers(file_id))
             pipe.zrem(keys.account_files(account), file_id)
-            pipe.zrem(expiring_key(), file_id)
+            pipe.zrem(keys.files_expiring(), file_id)
             if size is not None:
-                pipe.hincrby(storage_bytes_key(), account, -int(size))
+                pipe.hincrby(keys.metrics_storage_bytes(), account, -int(size))
             pipe.execute()
 
     # --- readers: a batch's input may not be deleted while the batch runs ----------------------
@@ -169,9 +159,9 @@ class FileRegistry:
                     pipe.multi()
                     pipe.delete(keys.file_record(file_id), readers_key)
                     pipe.zrem(keys.account_files(account), file_id)
-                    pipe.zrem(expiring_key(), file_id)  # retention list and storage metric
+                    pipe.zrem(keys.files_expiring(), file_id)  # retention list and storage metric
                     if size is not None:
-                        pipe.hincrby(storage_bytes_key(), account, -int(size))
+                        pipe.hincrby(keys.metrics_storage_bytes(), account, -int(size))
                     pipe.execute()
                     return None
                 except redis.WatchError:
@@ -180,7 +170,7 @@ class FileRegistry:
 
     def storage_bytes(self) -> dict[str, int]:
         """Bytes stored per account (files registered since this counter exists)."""
-        return {k.decode(): int(v) for k, v in self.redis.hgetall(storage_bytes_key()).items()}
+        return {k.decode(): int(v) for k, v in self.redis.hgetall(keys.metrics_storage_bytes()).items()}
 
 
 def _to_file(record: dict[str, Any]) -> FileObject:
@@ -192,3 +182,19 @@ def _to_file(record: dict[str, Any]) -> FileObject:
         purpose=record["purpose"],
         expires_at=int(record["expires_at"]) if record.get("expires_at") else None,
     )
+
+
+# --- expiry of files -------------------------------------------------------------------------------
+#: The longest expiry accepted (OpenAI's: 30 days).
+MAX_EXPIRES_AFTER_S = 30 * 24 * 3600
+
+
+def output_expiry_field(seconds: int | None) -> dict[str, Any] | None:
+    """The batch record's ``output_expires_after`` (None: the server default applies at finalize)."""
+    return None if seconds is None else {"anchor": "created_at", "seconds": seconds}
+
+
+def output_expiry_s(stored: dict[str, Any] | None, default_s: int) -> int:
+    """Seconds an output file of the batch lives: the batch's own ``output_expires_after``, else ``default_s``."""
+    seconds = (stored or {}).get("seconds")
+    return int(seconds) if isinstance(seconds, int | float) and seconds > 0 else default_s

@@ -1,4 +1,4 @@
-"""``python -m batchq.bench.compare BEFORE.json AFTER.json``: the before/after table of two bench runs, in Markdown.
+"""``python -m bench.compare BEFORE.json AFTER.json``: the before/after table of two bench runs, in Markdown.
 
 Reads the ``--json`` files of two runs (any commits; scenarios matched by name) and prints one row per figure
 with both values and the issue's targets, ready for docs/bench.md.
@@ -86,7 +86,7 @@ def _met(target: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m batchq.bench.compare", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m bench.compare", description=__doc__.split("\n")[0])
     p.add_argument("before", type=Path)
     p.add_argument("after", type=Path)
     args = p.parse_args(argv)

@@ -1,7 +1,7 @@
-"""``python -m batchq.bench.worker -A <app> worker ...``: the ``celery`` command plus a timing probe.
+"""``python -m bench.worker -A <app> worker ...``: the ``celery`` command plus a timing probe.
 
 Runs exactly what ``celery -A <app> worker ...`` runs (batchq's ``workers`` or the raw Celery reference
-``batchq.bench.rawcelery``), with these additions for the bench:
+``bench.rawcelery``), with these additions for the bench:
 
 * Every httpx call to the upstream (URLs under ``$BATCHQ_BENCH_UPSTREAM``) is timed around ``Client.send`` /
   ``AsyncClient.send``, so the probe does not depend on how the request path wraps httpx. The time includes waiting
@@ -36,7 +36,7 @@ UPSTREAM_ENV = "BATCHQ_BENCH_UPSTREAM"
 #: Celery pool implementations by class path, named as ``-P`` takes them.
 POOL_NAMES = {
     "celery.concurrency.thread:TaskPool": "threads",
-    "batchq.threadpool:TaskPool": "threads",
+    "batchq.broker.pools:TaskPool": "threads",
     "celery.concurrency.prefork:TaskPool": "prefork",
     "celery.concurrency.gevent:TaskPool": "gevent",
     "celery.concurrency.eventlet:TaskPool": "eventlet",

@@ -4,9 +4,9 @@ What Celery itself costs on this box, measured in the same run as batchq, on the
 database), against the same simulator, with the same pool and concurrency. Delivery settings match batchq's
 (late acks, prefetch 1, task events off, JSON) so the comparison is about batchq's own work per request.
 
-Worker side: ``celery -A batchq.bench.rawcelery worker -Q rawbench -P <pool> -c <n>`` with
-``$BATCHQ_BENCH_RAW_REDIS_URL`` (the bench starts it through ``batchq.bench.worker``, which adds the timing probe).
-Driver side: ``python -m batchq.bench.rawcelery --redis-url ... --url ... --requests N --result F`` applies the
+Worker side: ``celery -A bench.rawcelery worker -Q rawbench -P <pool> -c <n>`` with
+``$BATCHQ_BENCH_RAW_REDIS_URL`` (the bench starts it through ``bench.worker``, which adds the timing probe).
+Driver side: ``python -m bench.rawcelery --redis-url ... --url ... --requests N --result F`` applies the
 chord and writes the time from apply to the callback; the bench runs it as a child so its CPU is measured alone.
 """
 
@@ -108,7 +108,7 @@ def drive(redis_url: str, url: str, n: int, timeout_s: float) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m batchq.bench.rawcelery", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m bench.rawcelery", description=__doc__.split("\n")[0])
     p.add_argument("--redis-url", required=True)
     p.add_argument("--url", required=True, help="full URL of the upstream's chat completions endpoint")
     p.add_argument("--requests", type=int, required=True)

@@ -6,7 +6,7 @@
     batchq cancel ID                   batchq retry-failed ID [--wait]
     batchq delete ID                   batchq wait ID [--timeout S]
     batchq api [--host H] [--port P]   batchq sim [simulator options ...]
-    batchq webhooks create URL [--events E ...] | list | delete ID | deliveries ID   (see batchq.cli_webhooks)
+    batchq webhooks create URL [--events E ...] | list | delete ID | deliveries ID   (see batchq.cli.webhooks)
 
 ``--url`` / ``--api-key`` default to ``BATCHQ_URL`` / ``BATCHQ_API_KEY``. While waiting, progress goes to stderr: a
 live bar on a terminal, a line every few seconds otherwise. ``--json`` prints machine-readable JSON on stdout.
@@ -33,7 +33,7 @@ from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 
-from batchq.cli_webhooks import add_webhook_commands, run_webhooks
+from batchq.cli.webhooks import add_webhook_commands, run_webhooks
 from batchq.client import Client
 from batchq.client.display import ProgressDisplay, emit_batch, print_json, stdout_console, when
 from batchq.client.exceptions import APIConnectionError, APIError, AuthenticationError, NotFoundError

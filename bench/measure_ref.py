@@ -7,11 +7,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from batchq.bench.measure import BenchFailure, clear_probe, memory_figures, read_probe, sim_figures
-from batchq.bench.procs import TreeSampler
-from batchq.bench.report import MB, Measurement, percentile
-from batchq.bench.scenarios import Scenario
-from batchq.bench.stack import Stack, start_raw_worker
+from bench.measure import BenchFailure, clear_probe, memory_figures, read_probe, sim_figures
+from bench.procs import TreeSampler
+from bench.report import MB, Measurement, percentile
+from bench.scenarios import Scenario
+from bench.stack import Stack, start_raw_worker
 
 #: Baseline sides and the HTTP client each one runs.
 BASELINE_CLIENTS = {"asyncio": "httpx", "cookbook": "aiohttp"}
@@ -69,7 +69,7 @@ def measure_celery(
     argv = [
         sys.executable,
         "-m",
-        "batchq.bench.rawcelery",
+        "bench.rawcelery",
         "--redis-url",
         stack.raw_redis_url,
         "--url",
@@ -143,7 +143,7 @@ def measure_baseline(stack: Stack, s: Scenario, payload: bytes, side: str, timeo
     argv = [
         sys.executable,
         "-m",
-        "batchq.bench.baseline",
+        "bench.baseline",
         "--base-url",
         f"{stack.sim_root}/v1",
         "--input",
