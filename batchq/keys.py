@@ -142,6 +142,24 @@ def rate_limit(route: str) -> str:
     return f"{PREFIX}:rl:{{{route}}}"
 
 
+def rate_limit_keys(route: str) -> list[str]:
+    """One route's limiter keys, in the order of the limiter scripts' KEYS (batchq/ratelimit/lib.lua)."""
+    prefix = rate_limit(route)
+    names = (
+        "cooldown",
+        "inflight",
+        "req:log",
+        "req:tat",
+        "tok:log",
+        "tok:sum",
+        "tok:tat",
+        "tok:drain",
+        "waiters",
+        "last",
+    )
+    return [f"{prefix}:{name}" for name in names]
+
+
 def metrics_account(account: str) -> str:
     """Hash: completed / failed -> lines of the account's batches recorded so far (for /metrics)."""
     return f"{PREFIX}:metrics:account:{account}"

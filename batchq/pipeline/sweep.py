@@ -69,7 +69,9 @@ def sweep(ctx: WorkerContext, actions: SweepActions) -> SweepReport:
     if picked:
         actions.send_lines(picked)
         report.fed = len(picked)
-    housekeep(ctx.redis, ctx.files, ctx.store)  # due webhook deliveries, expired files (batchq/pipeline/housekeeping.py)
+    housekeep(
+        ctx.redis, ctx.files, ctx.store
+    )  # due webhook deliveries, expired files (batchq/pipeline/housekeeping.py)
     return report
 
 

@@ -3,11 +3,12 @@
 -- ARGV: 8 grant id, 9 estimated tokens, 10 longest wait (ms), 11 drain grace (ms), 12 token-log walk (entries),
 --       13 "1" when the caller already holds its in-flight slot (handed over while it waited, or a sender that
 --          woke too late for its reservation: its log entries then move to the new time).
--- Returns {1, now, send_at} granted: the slot is held and the send time reserved (send_at >= now, ms as a string);
---         {2, now, wake_in_ms, deadline} queued for an in-flight slot until deadline (ms): BLPOP
---                              KEYS[9]..':'..gid for at most wake_in_ms, then call again with ARGV[13] = "1"
+-- Answers name/value pairs, verdict first:
+--   verdict 'granted', now, send_at: the slot is held and the send time reserved (send_at >= now, ms as a string);
+--   verdict 'queued', now, wake_in, deadline: queued for an in-flight slot until deadline (ms): BLPOP
+--                              KEYS[9]..':'..gid for at most wake_in ms, then call again with ARGV[13] = "1"
 --                              (handed over) or run wait.lua with that deadline (timed out);
---         {0, reason, wait_ms} denied: the wait would exceed ARGV[10]; nothing is reserved (a held slot is freed).
+--   verdict 'denied', reason, wait: the wait (ms) would exceed ARGV[10]; nothing is reserved (a held slot is freed).
 -- Send times are reserved in call order (FIFO) and are exact: the rpm-th latest reservation lies a whole window
 -- before, the PER_SECOND-th latest a whole second before, and the tokens of any window fit the tpm.
 local gid, tokens, max_wait = ARGV[8], tonumber(ARGV[9]), tonumber(ARGV[10])
@@ -20,11 +21,11 @@ if held and not redis.call('ZSCORE', KEYS[2], gid) then held = false end
 if not held then
   local _, n = handoff(now)
   if CAP > 0 and (n >= CAP or redis.call('LLEN', KEYS[9]) > 0) then
-    if max_wait <= 0 then return {0, 'in_flight', tostring(wake_in(now, now + 1000))} end
+    if max_wait <= 0 then return {'verdict', 'denied', 'reason', 'in_flight', 'wait', tostring(wake_in(now, now + 1000))} end
     local deadline = now + max_wait
     redis.call('RPUSH', KEYS[9], gid .. ':' .. deadline)
     if redis.call('PTTL', KEYS[9]) < max_wait + 1000 then redis.call('PEXPIRE', KEYS[9], max_wait + 1000) end
-    return {2, now, tostring(wake_in(now, deadline)), deadline}
+    return {'verdict', 'queued', 'now', now, 'wake_in', tostring(wake_in(now, deadline)), 'deadline', deadline}
   end
 end
 
@@ -75,7 +76,7 @@ if use_tokens then
       -- More entries than the walk: this is a lower bound, so the caller asks again then (rare, bounded).
       local last_seen = tonumber(entries[#entries]) or now
       if held then redis.call('ZREM', KEYS[2], gid); handoff(now) end
-      return {0, why, tostring(math.max(last_seen + WINDOW - now, 1))}
+      return {'verdict', 'denied', 'reason', why, 'wait', tostring(math.max(last_seen + WINDOW - now, 1))}
     end
     later(leave + WINDOW, why)
   end
@@ -91,7 +92,7 @@ if wait > max_wait then
     redis.call('ZREM', KEYS[2], gid)
     handoff(now)
   end
-  return {0, reason, string.format('%.3f', wait)}
+  return {'verdict', 'denied', 'reason', reason, 'wait', string.format('%.3f', wait)}
 end
 
 -- 4. Reserve: the slot's lease covers the wait, the logs and TATs move to the reserved time.
@@ -116,4 +117,4 @@ if use_tokens then
   if oversized then redis.call('DEL', KEYS[8]) end
 end
 if queued then redis.call('SET', KEYS[10], string.format('%.3f', at), 'PX', keep) end
-return {1, now, string.format('%.3f', at)}
+return {'verdict', 'granted', 'now', now, 'send_at', string.format('%.3f', at)}

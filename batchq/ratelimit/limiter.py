@@ -17,7 +17,7 @@ from typing import Any
 
 import redis
 
-from batchq import keys
+from batchq import keys, lua
 from batchq.ratelimit.scripts import script_text
 from batchq.ratelimit.tokens import clamp_tokens
 
@@ -48,8 +48,6 @@ LATE_SEND_S = 0.5
 MAX_RESCHEDULES = 1
 #: Times one caller joins the in-flight queue at most (again only when a handed-over slot lapsed before it came).
 MAX_REQUEUES = 3
-
-_KEY_NAMES = ("cooldown", "inflight", "req:log", "req:tat", "tok:log", "tok:sum", "tok:tat", "tok:drain")
 
 
 @dataclass(frozen=True)
@@ -147,8 +145,7 @@ class RateLimiter:
         self.per_second = max(1, math.floor(limits.rpm / window_s + burst + 1e-9)) if limits.rpm else 0
         """Requests allowed in any one second (the per-second share plus the burst)."""
         tau_ms = burst * self.window_ms / limits.rpm if limits.rpm else 0.0
-        prefix = keys.rate_limit(route)
-        self._keys = [f"{prefix}:{name}" for name in _KEY_NAMES] + [f"{prefix}:waiters", f"{prefix}:last"]
+        self._keys = keys.rate_limit_keys(route)
         self._waiters_key = self._keys[8]
         pool_kwargs = redis.connection_pool.connection_kwargs
         socket_timeout = pool_kwargs.get("socket_timeout") or pool_kwargs.get("orig_socket_timeout")
@@ -304,34 +301,34 @@ class RateLimiter:
         reply = self._call(self._acquire, grant_id, tokens, max_wait_ms, *self._acquire_extra(False))
         return self._settle(grant_id, tokens, reply, time.monotonic() + max_wait_ms / 1000)
 
-    def _settle(self, grant_id: str, tokens: int, reply: Any, deadline: float) -> Grant | Denied:
+    def _settle(self, grant_id: str, tokens: int, raw: Any, deadline: float) -> Grant | Denied:
         """Turn an acquire.lua reply into a Grant or Denied, waiting in the queue first when it says "queued"
         (again if a handed-over slot lapsed before this waiter took it; bounded)."""
+        reply = _Acquired.decode(raw)
         for _ in range(MAX_REQUEUES):
-            if int(reply[0]) != 2:
+            if reply.verdict != "queued":
                 return self._answer(grant_id, tokens, reply)
             try:
-                handed = self._wait_for_slot(grant_id, int(reply[3]), float(_text(reply[2])) / 1000)
+                handed = self._wait_for_slot(grant_id, reply.deadline_ms, reply.wake_in_ms / 1000)
             except BaseException:  # Redis error, shutdown, time limit: leave the queue if Redis still answers
                 with contextlib.suppress(redis.RedisError):
-                    self._call(self._wait, grant_id, int(reply[3]), "1")
+                    self._call(self._wait, grant_id, reply.deadline_ms, "1")
                 raise
             if not handed:
                 return Denied(retry_after_s=IN_FLIGHT_RETRY_S, reason="in_flight")
             left_ms = max(0, round((deadline - time.monotonic()) * 1000))
-            reply = self._call(self._acquire, grant_id, tokens, left_ms, *self._acquire_extra(True))
-        if int(reply[0]) == 2:  # queued once more: leave the queue (and any slot) rather than loop on
-            self._call(self._wait, grant_id, int(reply[3]), "1")
+            reply = _Acquired.decode(self._call(self._acquire, grant_id, tokens, left_ms, *self._acquire_extra(True)))
+        if reply.verdict == "queued":  # queued once more: leave the queue (and any slot) rather than loop on
+            self._call(self._wait, grant_id, reply.deadline_ms, "1")
             return Denied(retry_after_s=IN_FLIGHT_RETRY_S, reason="in_flight")
         return self._answer(grant_id, tokens, reply)
 
-    def _answer(self, grant_id: str, tokens: int, reply: Any) -> Grant | Denied:
-        if int(reply[0]) == 1:
-            now_ms, send_at_ms = int(reply[1]), float(_text(reply[2]))
+    def _answer(self, grant_id: str, tokens: int, reply: _Acquired) -> Grant | Denied:
+        if reply.verdict == "granted":
             reserved = tokens if self.limits.tpm > 0 else 0
-            send_at = time.monotonic() + (send_at_ms - now_ms) / 1000
-            return Grant(self.route, grant_id, reserved, now_ms, send_at_ms, send_at)
-        return Denied(retry_after_s=float(_text(reply[2])) / 1000, reason=_text(reply[1]))
+            send_at = time.monotonic() + (reply.send_at_ms - reply.now_ms) / 1000
+            return Grant(self.route, grant_id, reserved, reply.now_ms, reply.send_at_ms, send_at)
+        return Denied(retry_after_s=reply.wait_ms / 1000, reason=reply.reason)
 
     def _acquire_extra(self, held: bool) -> tuple[int, int, str]:
         return round(self.window_ms * DRAIN_GRACE_FRACTION), TOKEN_WALK, "1" if held else "0"
@@ -342,10 +339,11 @@ class RateLimiter:
         for _ in range(MAX_WAKEUPS):
             if self.redis.blpop([wake_key], timeout=min(max(wait_s, 0.001), self._max_block_s)) is not None:
                 return True
-            reply = self._call(self._wait, grant_id, deadline_ms, "0")
-            if int(reply[0]) != 2:
-                return int(reply[0]) == 1
-            wait_s = float(_text(reply[1])) / 1000
+            reply = lua.fields(self._call(self._wait, grant_id, deadline_ms, "0"))
+            verdict = lua.text(reply["verdict"])
+            if verdict != "queued":
+                return verdict == "held"
+            wait_s = float(lua.text(reply["wake_in"])) / 1000
         return False
 
     # --- ending a call ------------------------------------------------------------------------------------------
@@ -393,8 +391,9 @@ class RateLimiter:
     def released(self, grant: Grant, reply: object) -> None:
         """The pipeline of :meth:`release_on` ran (``reply``: its answer): the slot goes to the oldest caller of this
         process that waits for it if keep.lua kept it, else the grant no longer counts against this process."""
-        if isinstance(reply, list) and len(reply) == 2 and int(reply[0]) == 1:
-            kept_at = int(reply[1])
+        kept = lua.fields(reply) if isinstance(reply, list) else {}
+        if int(kept.get("kept", 0)) == 1:
+            kept_at = int(kept["now"])
             with self._gate:
                 if self._ready:
                     ready = self._ready.pop(0)
@@ -461,18 +460,45 @@ class RateLimiter:
             (counted only for a limited rpm / tpm), ``cooldown_remaining_s``, ``waiters`` (queued for an in-flight
             slot) and ``reserved_ahead_s`` (how far ahead the latest reservation lies).
         """
-        in_flight, requests, tokens, cooldown_ms, waiters, ahead_ms = self._call(self._stats)
+        f = lua.fields(self._call(self._stats))
         return {
-            "in_flight": float(in_flight),
-            "requests_in_window": float(requests),
-            "tokens_in_window": float(tokens),
-            "cooldown_remaining_s": float(cooldown_ms) / 1000,
-            "waiters": float(waiters),
-            "reserved_ahead_s": float(_text(ahead_ms)) / 1000,
+            "in_flight": float(f["in_flight"]),
+            "requests_in_window": float(f["requests"]),
+            "tokens_in_window": float(f["tokens"]),
+            "cooldown_remaining_s": float(f["cooldown"]) / 1000,
+            "waiters": float(f["waiters"]),
+            "reserved_ahead_s": float(lua.text(f["ahead"])) / 1000,
         }
 
     def _call(self, script: Any, *args: int | float | str) -> Any:
         return script(keys=self._keys, args=[*self._common, *args])
+
+
+@dataclass(frozen=True)
+class _Acquired:
+    """acquire.lua's answer: granted (now_ms, send_at_ms), queued (now_ms, wake_in_ms, deadline_ms) or denied
+    (reason, wait_ms)."""
+
+    verdict: str
+    now_ms: int = 0
+    send_at_ms: float = 0.0
+    wake_in_ms: float = 0.0
+    deadline_ms: int = 0
+    reason: str = ""
+    wait_ms: float = 0.0
+
+    @classmethod
+    def decode(cls, reply: Any) -> _Acquired:
+        f = lua.fields(reply)
+        return cls(
+            verdict=lua.text(f["verdict"]),
+            now_ms=int(f.get("now", 0)),
+            send_at_ms=float(lua.text(f.get("send_at", 0))),
+            wake_in_ms=float(lua.text(f.get("wake_in", 0))),
+            deadline_ms=int(f.get("deadline", 0)),
+            reason=lua.text(f.get("reason", "")),
+            wait_ms=float(lua.text(f.get("wait", 0))),
+        )
 
 
 class _Ready:
@@ -482,7 +508,3 @@ class _Ready:
 
     def __init__(self) -> None:
         self.grant: Grant | None = None
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -7,7 +7,8 @@ helpers) is prepended to every one, so a script is one self-contained text for `
 from __future__ import annotations
 
 from functools import cache
-from importlib import resources
+
+from batchq import lua
 
 #: The scripts a :class:`~batchq.ratelimit.limiter.RateLimiter` registers, by file stem.
 SCRIPT_NAMES = ("acquire", "wait", "release", "keep", "renew", "reap", "cooldown", "stats")
@@ -22,5 +23,4 @@ def script_text(name: str) -> str:
     """
     if name not in SCRIPT_NAMES:
         raise ValueError(f"no limiter script named {name!r}")
-    folder = resources.files(__package__ or "batchq.ratelimit")
-    return folder.joinpath("lib.lua").read_text("utf-8") + "\n" + folder.joinpath(f"{name}.lua").read_text("utf-8")
+    return lua.read("batchq.ratelimit", name, prelude="lib")

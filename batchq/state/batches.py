@@ -98,18 +98,22 @@ class BatchState:
         Returns the previous status when it moved, None when it did not (unknown batch or a status not allowed).
         """
         allowed = list(allowed_from)
-        account = self.redis.hget(keys.batch_record(batch_id), "account")
+        account, input_file_id = self.redis.hmget(keys.batch_record(batch_id), ["account", "input_file_id"])
         if account is None:
             return None
         previous = self._transition(
-            keys=[keys.batch_record(batch_id), keys.account_active(account.decode()), keys.active_batches()],
+            keys=[
+                keys.batch_record(batch_id),
+                keys.account_active(account.decode()),
+                keys.active_batches(),
+                keys.file_readers(input_file_id.decode() if input_file_id else ""),
+            ],
             args=[
                 ",".join(allowed),
                 to,
                 STATUS_TIMESTAMP.get(to, ""),
                 int(time.time()),
                 "1" if to in FINAL_STATUSES else "0",
-                keys.PREFIX,
             ],
         )
         previous = previous.decode() if isinstance(previous, bytes) else str(previous)

@@ -14,12 +14,11 @@ import struct
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 import redis
 
-from batchq import keys
+from batchq import keys, lua
 
 #: One index entry: offset (8 bytes), length (4), 1-based physical line number (4).
 INDEX_ENTRY = struct.Struct(">QII")
@@ -30,30 +29,8 @@ REQUEUE_OWNER = "-"
 
 
 def script(name: str) -> str:
-    return resources.files("batchq.state").joinpath("scripts", name).read_text()
-
-
-def run_script(
-    client: redis.Redis[bytes],
-    pipe: redis.client.Pipeline[bytes] | None,
-    code: Any,
-    keys_: list[str],
-    args: list[Any],
-) -> Any:
-    """Run ``code`` now, or queue it on ``pipe`` as a bare EVALSHA.
-
-    A Script object on a pipeline makes redis-py send SCRIPT EXISTS on every execute (one more round trip per
-    request); the caller of a pipeline catches NoScriptError (Redis restarted) with :func:`load_scripts`.
-    """
-    if pipe is None:
-        return code(keys=keys_, args=args, client=client)
-    return pipe.evalsha(code.sha, len(keys_), *keys_, *args)
-
-
-def load_scripts(client: redis.Redis[bytes], *codes: Any) -> None:
-    """SCRIPT LOAD each of ``codes`` (redis-py Script objects; the stubs lag behind redis-py 8, hence Any)."""
-    for code in codes:
-        client.script_load(code.script)  # type: ignore[no-untyped-call]
+    """A batch script's text, the shared ``lib.lua`` first."""
+    return lua.read("batchq.state.scripts", name.removesuffix(".lua"), prelude="lib")
 
 
 def pack_index(entries: Iterable[tuple[int, int, int]]) -> bytes:
@@ -87,10 +64,10 @@ class Claim:
 
     verdict: str
     status: str = ""
-    expires_at: int = 0
+    stop_code: str = ""
+    """What the line becomes instead of being sent (the stop rule, state/scripts/lib.lua), '' when it is sent."""
     endpoint: str = ""
     input_storage_key: str = ""
-    cancelling: bool = False
     entry: IndexEntry | None = None
     attempt: int = 0
     """The attempt number this claim is (0 when the batch stopped and the line will not be sent)."""
@@ -98,13 +75,24 @@ class Claim:
     """Redis's clock at the claim (unix seconds)."""
     account: str = ""
 
-    @property
-    def stop_code(self) -> str:
-        if self.status == "cancelling" or self.cancelling:
-            return "batch_cancelled"
-        if self.expires_at and self.now >= self.expires_at:
-            return "batch_expired"
-        return ""
+    @classmethod
+    def decode(cls, reply: Any) -> Claim:
+        """The claim script's reply (name/value pairs)."""
+        f = lua.fields(reply)
+        verdict = lua.text(f["verdict"])
+        if verdict != "claimed":
+            return cls(verdict, status=lua.text(f.get("status", "")))
+        return cls(
+            "claimed",
+            status=lua.text(f["status"]),
+            stop_code=lua.text(f["stop_code"]),
+            endpoint=lua.text(f["endpoint"]),
+            input_storage_key=lua.text(f["input_storage_key"]),
+            entry=unpack_index_entry(bytes(f["entry"])),
+            attempt=int(f["attempt"]),
+            now=int(f["now_ms"]) / 1000,
+            account=lua.text(f["account"]),
+        )
 
 
 @dataclass(frozen=True)
@@ -174,29 +162,13 @@ class LineState:
             ],
             args=[line, owner, int(lease_s * 1000), INDEX_ENTRY.size],
         )
-        verdict = _text(reply[0])
-        if verdict == "skip":
-            return Claim("skip", status=_text(reply[1]))
-        if verdict != "claimed":
-            return Claim(verdict)
-        return Claim(
-            "claimed",
-            status=_text(reply[1]),
-            expires_at=int(float(_text(reply[2]) or 0)),
-            endpoint=_text(reply[3]),
-            input_storage_key=_text(reply[4]),
-            cancelling=bool(_text(reply[5])),
-            entry=unpack_index_entry(bytes(reply[6])),
-            attempt=int(reply[7]),
-            now=int(reply[8]) / 1000,
-            account=_text(reply[9]),
-        )
+        return Claim.decode(reply)
 
     def renew_on(
         self, pipe: redis.client.Pipeline[bytes], batch_id: str, owner: str, lines: Iterable[int], lease_s: float
     ) -> None:
         """Queue the heartbeat of ``owner``'s leases on ``lines`` of one batch onto ``pipe``."""
-        run_script(
+        lua.run(
             self.redis,
             pipe,
             self._renew,
@@ -240,7 +212,7 @@ class LineState:
     ) -> Any:
         """Record the outcome of ``line`` once (queued on ``pipe``, or run now when it is None)."""
         u = usage or Usage()
-        return run_script(
+        return lua.run(
             self.redis,
             pipe,
             self._record,
@@ -271,12 +243,13 @@ class LineState:
 
     def load_scripts(self) -> None:
         """Load the scripts that pipelines run by sha (at start, and after Redis lost them)."""
-        load_scripts(self.redis, self._claim, self._renew, self._record)
+        lua.load(self.redis, self._claim, self._renew, self._record)
 
     @staticmethod
     def recorded(reply: Any) -> OutcomeRecorded:
-        recorded, done, total = reply
-        return OutcomeRecorded(bool(recorded), int(done), int(total))
+        """The record script's reply (name/value pairs)."""
+        f = lua.fields(reply)
+        return OutcomeRecorded(bool(int(f["recorded"])), int(f["done"]), int(f["total"]))
 
     def index_entry(self, batch_id: str, line: int) -> IndexEntry | None:
         """Where request ``line`` (0-based) sits in the input; None when the index is gone."""
@@ -331,7 +304,3 @@ def lease_expiry(value: bytes | str) -> int:
     text = value.decode() if isinstance(value, bytes) else value
     head = text.split(":", 1)[0]
     return int(head) if head.isdigit() else 0
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -65,16 +65,18 @@ class BatchRecord:
         return self.status in FINAL_STATUSES
 
     def stop_code(self, now: float | None = None) -> str:
-        """The one stop decision: what a line not yet sent becomes now.
+        """What a line of this batch not yet sent becomes now (see :func:`stop_code`)."""
+        return stop_code(self.status, self.cancelling_at, self.expires_at, time.time() if now is None else now)
 
-        ``batch_cancelled`` once a cancel was asked, ``batch_expired`` past the completion window, '' while the
-        batch may go on.
-        """
-        if self.status in ("cancelling", "cancelled") or self.cancelling_at:
-            return "batch_cancelled"
-        if self.expires_at and (time.time() if now is None else now) >= self.expires_at:
-            return "batch_expired"
-        return ""
+
+def stop_code(status: str, cancelling_at: int | None, expires_at: int | None, now: float) -> str:
+    """The one stop rule: ``batch_cancelled`` once a cancel was asked, ``batch_expired`` past the completion window,
+    '' while the batch may go on. Its Lua twin is ``stop_code`` in state/scripts/lib.lua (a test holds them equal)."""
+    if status in ("cancelling", "cancelled") or cancelling_at:
+        return "batch_cancelled"
+    if expires_at and now >= expires_at:
+        return "batch_expired"
+    return ""
 
 
 _KNOWN = {f.name: f for f in fields(BatchRecord) if f.name != "extra"}

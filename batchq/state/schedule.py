@@ -12,9 +12,17 @@ from typing import Any
 
 import redis
 
-from batchq import keys
+from batchq import keys, lua
 from batchq.broker import MessageTemplate
-from batchq.state.lines import load_scripts, run_script, script
+from batchq.state.lines import script
+
+#: The keys the feed script names from the batches and accounts it picks ('%s' for the id).
+_FEED_KEY_TEMPLATES = (
+    keys.batch_record("%s"),
+    keys.batch_open("%s"),
+    keys.sched_account_batches("%s"),
+    keys.sched_account_queued("%s"),
+)
 
 
 class Schedule:
@@ -48,10 +56,10 @@ class Schedule:
         ``push``: the script also pushes the picked lines' request messages onto the broker's queue (no second
         round trip to publish them); without it the caller publishes what :meth:`picked` returns.
         """
-        args: list[Any] = [self.window, self.chunk, self.due_back_ms, keys.PREFIX, limit]
+        args: list[Any] = [self.window, self.chunk, self.due_back_ms, limit, *_FEED_KEY_TEMPLATES]
         if push is not None:
             args += [push.queue, push.text, push.batch, push.line, push.tag]
-        return run_script(
+        return lua.run(
             self.redis,
             pipe,
             self._feed,
@@ -60,7 +68,7 @@ class Schedule:
         )
 
     def load_scripts(self) -> None:
-        load_scripts(self.redis, self._feed, self._schedule)
+        lua.load(self.redis, self._feed, self._schedule)
 
     def feed(self, limit: int | None = None) -> list[tuple[str, int]]:
         """Pick up to ``limit`` lines (default: as many as the window has room for), now."""
@@ -69,7 +77,7 @@ class Schedule:
     @staticmethod
     def picked(reply: Any) -> list[tuple[str, int]]:
         flat = list(reply or [])
-        return [(_text(flat[i]), int(flat[i + 1])) for i in range(0, len(flat) - 1, 2)]
+        return [(lua.text(flat[i]), int(flat[i + 1])) for i in range(0, len(flat) - 1, 2)]
 
     def queued(self) -> int:
         return int(self.redis.get(keys.sched_queued()) or 0)
@@ -91,7 +99,3 @@ class Schedule:
                 pipe.hset(keys.sched_weights(), mapping={k: str(v) for k, v in self._weights.items()})
             pipe.execute()
         self._weights_written = True
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

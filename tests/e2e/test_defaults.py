@@ -37,7 +37,9 @@ def test_plain_worker_command_keeps_the_in_flight_cap_busy(make_stack: StackFact
     # kept the upstream busy: at least half the cap in flight at once (the speed itself is `make bench`'s job)
     assert batch["status"] == "completed", stack.logs()
     assert_exactly_once(api, batch, lines)
-    assert "concurrency: 96 (gevent)" in worker.log_path.read_text()  # started again with -P gevent (batchq/broker/green.py)
+    assert (
+        "concurrency: 96 (gevent)" in worker.log_path.read_text()
+    )  # started again with -P gevent (batchq/broker/green.py)
     peak = httpx.get(sim.removesuffix("/v1") + "/sim/stats").json()["max_in_flight"]
     print(f"plain worker, 200 ms, 64 in flight: {elapsed:.1f} s (efficiency {6.25 / elapsed:.2f}), peak {peak}")
     assert 32 <= peak <= 64

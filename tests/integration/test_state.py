@@ -8,8 +8,9 @@ import time
 import pytest
 import redis as redis_lib
 
-from batchq import keys
+from batchq import keys, lua
 from batchq.state import BatchState, LineState, Usage, pack_index
+from batchq.state.records import stop_code
 
 
 def record(lines: LineState, line: int, outcome: dict, *, success: bool, usage: Usage | None = None):
@@ -156,3 +157,24 @@ def test_a_real_redis_with_an_evicting_policy_is_refused(redis: redis_lib.Redis)
     finally:
         redis.config_set("maxmemory", old[0])
         redis.config_set("maxmemory-policy", old[1])
+
+
+@pytest.mark.parametrize(
+    ("status", "cancelling_at", "expires_at", "now"),
+    [
+        ("in_progress", None, 2_000, 1_999.5),
+        ("in_progress", None, 2_000, 2_000.0),
+        ("in_progress", None, None, 5_000.0),
+        ("in_progress", 1_500, 2_000, 1_600.0),
+        ("cancelling", None, 2_000, 1_000.0),
+        ("cancelled", None, 2_000, 3_000.0),
+        ("finalizing", None, 2_000, 2_500.0),
+        ("validating", None, 2_000, 1_000.0),
+    ],
+)
+def test_the_stop_rule_is_the_same_in_lua_and_in_python(
+    redis: redis_lib.Redis, status: str, cancelling_at: int | None, expires_at: int | None, now: float
+) -> None:
+    code = lua.read("batchq.state.scripts", "lib") + "\nreturn stop_code(ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]))"
+    in_lua = redis.eval(code, 0, status, cancelling_at or "", expires_at or "", int(now * 1000))
+    assert in_lua.decode() == stop_code(status, cancelling_at, expires_at, now)

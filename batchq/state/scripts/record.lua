@@ -4,7 +4,7 @@
 --       9=the account's metrics hash (outcome -> lines)
 -- ARGV: 1=line 2=outcome JSON 3='completed'|'failed' 4=extra counter ('' or e.g. 'cancelled') 5=metric name
 --       6=input tokens 7=output tokens 8=total tokens 9=cached tokens 10=reasoning tokens
--- Returns {recorded (1 = this call wrote it, 0 = an earlier outcome stands), done, total}.
+-- Answers recorded (1 = this call wrote it, 0 = an earlier outcome stands), done (lines with an outcome), total.
 local recorded = redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
 if recorded == 1 then
   redis.call('HINCRBY', KEYS[2], ARGV[3], 1)
@@ -25,4 +25,4 @@ end
 redis.call('HDEL', KEYS[3], ARGV[1])
 local c = redis.call('HMGET', KEYS[2], 'completed', 'failed')
 local total = tonumber(redis.call('HGET', KEYS[4], 'total') or '0')
-return {recorded, (tonumber(c[1]) or 0) + (tonumber(c[2]) or 0), total}
+return {'recorded', recorded, 'done', (tonumber(c[1]) or 0) + (tonumber(c[2]) or 0), 'total', total}

@@ -1,7 +1,7 @@
 -- Move a batch's status along an allowed edge, setting its timestamp in the same step.
--- KEYS: 1=batch record hash 2=account active set 3=global active set
+-- KEYS: 1=batch record hash 2=account active set 3=global active set 4=its input file's readers set
 -- ARGV: 1=comma list of statuses allowed as the current one 2=new status 3=timestamp field ('' = none)
---       4=now (unix s) 5='1' when the new status is final 6=key prefix (a final batch stops reading its input)
+--       4=now (unix s) 5='1' when the new status is final (it leaves the active sets and stops reading its input)
 -- Returns the status the batch had before ('' when it does not exist). It moved only if that is in ARGV[1].
 local current = redis.call('HGET', KEYS[1], 'status')
 if not current then return '' end
@@ -13,8 +13,7 @@ for allowed in string.gmatch(ARGV[1], '[^,]+') do
       local id = redis.call('HGET', KEYS[1], 'id')
       redis.call('SREM', KEYS[2], id)
       redis.call('SREM', KEYS[3], id)
-      local input = redis.call('HGET', KEYS[1], 'input_file_id')
-      if input then redis.call('SREM', ARGV[6] .. ':file:' .. input .. ':readers', id) end
+      redis.call('SREM', KEYS[4], id)
     end
     return current
   end
