@@ -44,6 +44,8 @@ class Stack:
         concurrency: int | None = 16,
         queues: str = "intake,requests,finalize",
     ) -> Proc:
+        if pool == "gevent" and self.env.get("BATCHQ_FAST_PATH") == "false":
+            pool = "threads"  # the stock path's pool: Celery's own (stock kombu under gevent waits 2 s a round)
         proc = Proc(
             f"worker-{name}",
             celery_worker_cmd(name, queues=queues, pool=pool, concurrency=concurrency),
