@@ -85,7 +85,7 @@ def create_app(config: SimConfig) -> web.Application:
             sim.configure(json.loads(await request.read()))
         except ValueError as exc:  # bad JSON or a bad value
             return _bad_value(exc)
-        return web.json_response(sim.snapshot(detail=False)["config"])
+        return web.json_response(sim.settings())
 
     async def mark(request: web.Request) -> web.Response:
         return web.json_response(sim.engine.record.mark())

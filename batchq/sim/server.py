@@ -26,6 +26,7 @@ from aiohttp import web
 
 from batchq.sim.engine import POLICIES, SHED_STATUSES, Engine, request_priority, shed_reply
 from batchq.sim.engine_stats import BATCH, INTERACTIVE
+from batchq.sim.metrics import FLAVORS
 from batchq.sim.more_payloads import build_response, validate  # every endpoint; chat/embeddings/completions in payloads
 from batchq.sim.payloads import EMBEDDING_DIM, JSONDict, Reply, default_error, error_body, rate_limited
 from batchq.sim.users import InteractiveUsers
@@ -199,8 +200,8 @@ class Simulator:
     """State and request handling of one simulator process."""
 
     def __init__(self, config: SimConfig) -> None:
-        if config.scheduling_policy not in POLICIES:
-            raise ValueError(f"scheduling_policy must be one of {POLICIES}")
+        if config.scheduling_policy not in POLICIES or config.metrics_flavor not in FLAVORS:
+            raise ValueError(f"scheduling_policy must be one of {POLICIES}, metrics_flavor one of {tuple(FLAVORS)}")
         self.base = config
         self.stats = SimStats()
         self.engine = Engine(policy=config.scheduling_policy)
@@ -242,6 +243,12 @@ class Simulator:
         self.config, self.rules = dataclasses.replace(self.config, **changes), parsed
         self._configured()
 
+    def settings(self) -> JSONDict:
+        """The present settings (the ``config`` of the stats, and the answer to ``POST /sim/config``)."""
+        cfg = self.config
+        return {**{k: getattr(cfg, k) for k in TUNABLES}, "models": sorted(cfg.models), "fail_rules": len(self.rules),
+                "scheduling_policy": cfg.scheduling_policy, "metrics_flavor": cfg.metrics_flavor}  # fmt: skip
+
     def snapshot(
         self, detail: bool, since: float | None = None, until: float | None = None, series: bool = False
     ) -> JSONDict:
@@ -253,10 +260,7 @@ class Simulator:
             "max_in_second": st.max_in_second,
             "max_tokens_in_window": st.max_tokens_in_window, "in_flight": st.in_flight,
             "max_in_flight": st.max_in_flight, "first_at": st.first_at, "last_at": st.last_at,
-            "latency_ms": cfg.latency_ms,
-            "config": {**{k: getattr(cfg, k) for k in TUNABLES}, "models": sorted(cfg.models),
-                       "fail_rules": len(self.rules), "scheduling_policy": cfg.scheduling_policy,
-                       "metrics_flavor": cfg.metrics_flavor},
+            "latency_ms": cfg.latency_ms, "config": self.settings(),
         }  # fmt: skip
         running, waiting, _, _ = self.engine.gauges()
         out["engine"] = {
@@ -347,8 +351,8 @@ class Simulator:
             else:
                 await self._random_fault(cfg)
         except Reply as reply:
-            if reply.status not in (0, 429):
-                await self._sleep(delay)
+            if reply.status not in (0, 429) and delay > 0:
+                await asyncio.sleep(delay)
             raise
         if cfg.tpm:
             tokens, now = prompt + completion, time.monotonic()  # later than arrival if the request stalled
@@ -362,11 +366,11 @@ class Simulator:
             raise shed_reply(cfg.shed_status, cfg.max_queue)
         return build_response(kind, body, prompt, completion, cfg.embedding_dims)
 
-    def _service_s(self) -> float:
-        """The latency of one answer: ``latency_ms`` plus a uniform draw of the jitter."""
-        cfg, delay = self.config, self.config.latency_ms / 1000.0
+    def _service_s(self, rng: random.Random | None = None) -> float:
+        """The latency of one answer: ``latency_ms`` plus a uniform draw of the jitter (from ``jitter_rng``)."""
+        cfg, delay, rng = self.config, self.config.latency_ms / 1000.0, rng or self.jitter_rng
         if cfg.latency_jitter_ms:
-            delay = max(0.0, delay + self.jitter_rng.uniform(-cfg.latency_jitter_ms, cfg.latency_jitter_ms) / 1000.0)
+            delay = max(0.0, delay + rng.uniform(-cfg.latency_jitter_ms, cfg.latency_jitter_ms) / 1000.0)
         return delay
 
     async def _random_fault(self, cfg: SimConfig) -> None:
@@ -390,8 +394,3 @@ class Simulator:
     async def _stall(self, cfg: SimConfig) -> None:
         self.stats.stalled += 1
         await asyncio.sleep(cfg.stall_s)
-
-    @staticmethod
-    async def _sleep(delay: float) -> None:
-        if delay > 0:
-            await asyncio.sleep(delay)

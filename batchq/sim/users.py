@@ -20,9 +20,12 @@ from batchq.sim.engine_stats import INTERACTIVE
 class InteractiveUsers:
     """The generator of interactive requests; ``run`` is the background task, ``changed`` wakes it."""
 
-    def __init__(self, engine: Engine, rate: Callable[[], float], service_s: Callable[[], float], seed: int | None):
+    def __init__(
+        self, engine: Engine, rate: Callable[[], float], service_s: Callable[[random.Random], float], seed: int | None
+    ) -> None:
+        """``rate``: arrivals a second, read before each gap; ``service_s``: a service time drawn from the given rng."""
         self.engine, self.rate, self.service_s = engine, rate, service_s
-        self.rng = random.Random(seed)  # its own, so users do not shift fault or latency draws
+        self.rng = random.Random(seed)  # its own, so users do not shift the draws of HTTP requests
         self.changed = asyncio.Event()
         self.tasks: set[asyncio.Task[bool]] = set()
 
@@ -48,6 +51,6 @@ class InteractiveUsers:
         return False
 
     def _start(self) -> None:
-        task = asyncio.create_task(self.engine.serve(INTERACTIVE, 0, self.service_s()))
+        task = asyncio.create_task(self.engine.serve(INTERACTIVE, 0, self.service_s(self.rng)))
         self.tasks.add(task)  # a reference, so the task is not collected mid-flight
         task.add_done_callback(self.tasks.discard)
