@@ -7,12 +7,26 @@ upstream that quantizes its limit does), with 429 + ``Retry-After`` and ``retry-
 answers, spurious 429s, stalls (the client times out) and dropped connections, and fails chosen request
 lines deterministically through ``fail_rules`` matched against the ``X-Batchq-Custom-Id`` header the workers send.
 
+With ``--engine-slots N`` it models an inference engine (vLLM, SGLang, TGI) instead of answering everything after
+``--latency-ms`` at once: N requests are served at a time, each for the latency; the others wait in a queue, in
+arrival order or, with ``--scheduling-policy priority``, by the body's ``priority`` (lower first, as vLLM); with
+``--max-queue`` a request that finds the queue full is shed (``--shed-status``, 503 by default, no Retry-After).
+``GET /metrics`` shows the engine's running and waiting gauges under vLLM's, SGLang's or TGI's names
+(``--metrics-flavor``). ``--interactive-rps`` adds the simulator's own interactive users: Poisson arrivals that go
+through the same queue without HTTP (an HTTP request joins them with ``x-sim-class: interactive``), so a benchmark
+can see what a batch does to the users' latency.
+
 It also counts what it received, so tests can check what the workers did: ``GET /sim/stats`` reports totals and
 the largest number of requests seen in any window and in any second (proof that a rate limit held), and with
-``?detail=1`` how many times each request line arrived. ``POST /sim/reset`` clears the counters and restores the
-command-line settings; ``POST /sim/config`` changes faults and limits at run time. ``GET /healthz`` answers 200.
+``?detail=1`` how many times each request line arrived; its ``engine`` section gives per-class counts, latency and
+queue-wait percentiles, shed answers and peaks over a window (``POST /sim/engine/mark`` sets its bounds) and, with
+``?series=1``, the gauges every 100 ms. ``POST /sim/reset`` clears the counters and restores the command-line
+settings; ``POST /sim/config`` changes faults, limits, the engine and the users at run time. ``GET /healthz``
+answers 200.
 
-Modules: ``payloads`` (validation and fake OpenAI bodies), ``server`` (state, fault logic, the aiohttp app).
+Modules: ``payloads`` and ``more_payloads`` (validation and fake OpenAI bodies), ``server`` (state, fault logic),
+``engine`` (slots and queue), ``engine_stats`` (what the engine records), ``users`` (the interactive users),
+``metrics`` (``/metrics``), ``app`` (the aiohttp app and its background tasks).
 Built on aiohttp.web on one event loop (uvloop when installed): several thousand requests per second on two
 cores, and it can close a connection without answering. Nothing is logged per request.
 """
@@ -25,6 +39,10 @@ import logging
 
 from aiohttp import web
 
+from batchq.sim.app import create_app
+from batchq.sim.engine import POLICIES
+from batchq.sim.metrics import FLAVORS
+from batchq.sim.payloads import EMBEDDING_DIM
 from batchq.sim.server import (
     DEFAULT_COMPLETION_TOKENS,
     DEFAULT_STALL_S,
@@ -33,7 +51,6 @@ from batchq.sim.server import (
     SimConfig,
     Simulator,
     check_tunables,
-    create_app,
 )
 
 __all__ = ["SimConfig", "Simulator", "create_app", "main", "parse_args"]
@@ -65,6 +82,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=None, help="random seed for fault decisions")
     p.add_argument("--completion-tokens", type=int, default=DEFAULT_COMPLETION_TOKENS, help="tokens per answer")
     p.add_argument("--window-s", type=float, default=DEFAULT_WINDOW_S, help="rate-limit window (tests shorten it)")
+    p.add_argument("--embedding-dims", type=int, default=EMBEDDING_DIM, help="floats per embedding (1,536: ~30 KB)")
+    _add_engine_args(p)
     p.add_argument("--log-level", default="INFO")
     args = p.parse_args(argv)
     try:
@@ -72,6 +91,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     except ValueError as exc:
         p.error(str(exc))  # exits with status 2, like any bad argument
     return args
+
+
+def _add_engine_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("engine model (off unless --engine-slots > 0)")
+    g.add_argument("--engine-slots", type=int, default=0, help="requests served at once; the rest wait (0 = off)")
+    g.add_argument("--scheduling-policy", choices=POLICIES, default="fcfs",
+                   help="queue order; priority: the body's priority, lower first (vLLM); fcfs refuses a non-zero one")
+    g.add_argument("--max-queue", type=int, default=-1, help="requests that may wait; one more is shed (-1 = no limit)")
+    g.add_argument("--shed-status", type=int, default=503, help="status of a shed request: 503, 429 or 529")
+    g.add_argument("--metrics-flavor", choices=tuple(FLAVORS), default="vllm", help="gauge names on GET /metrics")
+    g.add_argument("--interactive-rps", type=float, default=0.0,
+                   help="the simulator's own interactive users: Poisson arrivals a second")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,7 +117,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     models = frozenset(m.strip() for m in args.models.split(",") if m.strip())
-    config = SimConfig(**args.tunables, models=models, api_key=args.api_key, seed=args.seed)
+    config = SimConfig(
+        **args.tunables, models=models, api_key=args.api_key, seed=args.seed,
+        scheduling_policy=args.scheduling_policy, metrics_flavor=args.metrics_flavor,
+    )  # fmt: skip
     try:
         import uvloop  # optional, comes with uvicorn[standard]: about 10-15 % more requests per second
 

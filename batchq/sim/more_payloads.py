@@ -74,10 +74,12 @@ def validate(kind: str, body: Any, models: frozenset[str], completion_tokens: in
     return prompt, output
 
 
-def build_response(kind: str, body: JSONDict, prompt: int, completion: int) -> JSONDict:
+def build_response(
+    kind: str, body: JSONDict, prompt: int, completion: int, embedding_dims: int = payloads.EMBEDDING_DIM
+) -> JSONDict:
     """The success body for a request ``validate`` accepted (any endpoint)."""
     if kind not in KINDS:
-        return payloads.build_response(kind, body, prompt, completion)
+        return payloads.build_response(kind, body, prompt, completion, embedding_dims)
     texts = input_texts(body["input"])
     if kind == "moderations":
         model = body.get("model") or DEFAULT_MODERATION_MODEL

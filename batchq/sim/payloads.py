@@ -15,8 +15,10 @@ from typing import Any
 
 JSONDict = dict[str, Any]
 
-#: Length of the fake embedding vectors.
+#: Length of the fake embedding vectors unless ``embedding_dims`` says otherwise.
 EMBEDDING_DIM = 8
+#: Longest vector one SHA-256 digest fills (two bytes a float); longer ones are drawn from SHAKE-256.
+SHA256_DIMS = 16
 #: Characters of the last user message (or prompt) echoed back.
 ECHO_CHARS = 60
 
@@ -75,13 +77,19 @@ def embedding_inputs(raw: Any) -> list[Any]:
     return [raw]
 
 
-def embed(item: Any) -> list[float]:
-    """Deterministic unit vector of ``EMBEDDING_DIM`` floats from a hash of one input item."""
-    raw = item if isinstance(item, str) else json.dumps(item)
-    digest = hashlib.sha256(raw.encode()).digest()
-    vec = [int.from_bytes(digest[i : i + 2], "big") / 32768.0 - 1.0 for i in range(0, 2 * EMBEDDING_DIM, 2)]
+def embed(item: Any, dims: int = EMBEDDING_DIM) -> list[float]:
+    """Deterministic unit vector of ``dims`` floats from a hash of one input item.
+
+    Short vectors keep 6 decimals (their values never changed); long ones keep the full float, so 1,536 of them make
+    an answer of about 30 KB, the size of a real ``text-embedding-3-small`` answer.
+    """
+    raw = (item if isinstance(item, str) else json.dumps(item)).encode()
+    digest = hashlib.sha256(raw).digest() if dims <= SHA256_DIMS else hashlib.shake_256(raw).digest(2 * dims)
+    vec = [int.from_bytes(digest[i : i + 2], "big") / 32768.0 - 1.0 for i in range(0, 2 * dims, 2)]
     norm = math.sqrt(sum(v * v for v in vec)) or 1.0
-    return [round(v / norm, 6) for v in vec]
+    if dims <= SHA256_DIMS:
+        return [round(v / norm, 6) for v in vec]
+    return [v / norm for v in vec]
 
 
 def _bad(message: str, param: str | None, code: str | None, status: int = 400) -> Reply:
@@ -135,12 +143,15 @@ def validate(kind: str, body: Any, models: frozenset[str], completion_tokens: in
     return prompt, completion
 
 
-def build_response(kind: str, body: JSONDict, prompt: int, completion: int) -> JSONDict:
+def build_response(
+    kind: str, body: JSONDict, prompt: int, completion: int, embedding_dims: int = EMBEDDING_DIM
+) -> JSONDict:
     """The success body for a request ``validate`` accepted."""
     created, model = int(time.time()), body["model"]
     if kind == "embeddings":
         items = embedding_inputs(body["input"])
-        data = [{"object": "embedding", "index": i, "embedding": embed(item)} for i, item in enumerate(items)]
+        vectors = [embed(item, embedding_dims) for item in items]
+        data = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)]
         usage = {"prompt_tokens": prompt, "total_tokens": prompt}
         return {"object": "list", "data": data, "model": model, "usage": usage}
     usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}

@@ -1,9 +1,12 @@
-"""The simulator's state and request handling on aiohttp.web, plus the ``/sim`` control endpoints.
+"""The simulator's state and request handling on aiohttp.web (``app`` wires the routes).
 
-A request to one of the three API endpoints goes through, in order: counting (``received``, the sliding windows
-of arrivals, ``per_key``), auth (401), RPM and RPS (429), body (400/404), fail rules, one random draw that picks at most
-one fault (drop, stall, 429, 5xx, by their fractions), TPM (429), latency, and finally the 200 answer.
-Latency delays every answer except 401 and 429. Everything runs on one event loop, so no locks are needed.
+A request to one of the API endpoints goes through, in order: counting (``received``, the sliding windows
+of arrivals, ``per_key``), auth (401), RPM and RPS (429), body (400/404; with the engine on, also its ``priority``),
+fail rules, one random draw that picks at most one fault (drop, stall, 429, 5xx, by their fractions), TPM (429),
+the engine (``engine``: wait for a slot or be shed, then hold it for the latency), and finally the 200 answer.
+Latency delays every answer except 401, 429 and shed ones; error answers wait it without taking a slot. With
+``engine_slots`` 0 (the default) the engine is off: no queue, every request sleeps its latency at once, as before.
+Everything runs on one event loop, so no locks are needed.
 """
 
 from __future__ import annotations
@@ -17,13 +20,16 @@ import re
 import secrets
 import time
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
+from batchq.sim.engine import POLICIES, SHED_STATUSES, Engine, request_priority, shed_reply
+from batchq.sim.engine_stats import BATCH, INTERACTIVE
+from batchq.sim.metrics import FLAVORS
 from batchq.sim.more_payloads import build_response, validate  # every endpoint; chat/embeddings/completions in payloads
-from batchq.sim.payloads import JSONDict, Reply, default_error, error_body, rate_limited
+from batchq.sim.payloads import EMBEDDING_DIM, JSONDict, Reply, default_error, error_body, rate_limited
+from batchq.sim.users import InteractiveUsers
 
 #: Length of the sliding rate-limit window; only tests shorten it.
 DEFAULT_WINDOW_S = 60.0
@@ -39,10 +45,17 @@ DEFAULT_MODEL = "batchq-sim"
 TUNABLES: dict[str, type] = {
     "latency_ms": float, "latency_jitter_ms": float, "rpm": int, "rps": int, "tpm": int, "error_rate": float,
     "rate_429": float, "timeout_rate": float, "drop_rate": float, "stall_s": float, "completion_tokens": int,
-    "window_s": float,
+    "window_s": float, "engine_slots": int, "max_queue": int, "shed_status": int, "interactive_rps": float,
+    "embedding_dims": int,
 }  # fmt: skip
 #: Tunables that are fractions of requests, so within [0, 1].
 FRACTIONS = frozenset({"error_rate", "rate_429", "timeout_rate", "drop_rate"})
+#: Tunables whose smallest value is not 0 (``max_queue`` -1 is no limit).
+MINIMUMS = {"max_queue": -1, "embedding_dims": 1}
+#: Tunables limited to a few values.
+CHOICES = {"shed_status": SHED_STATUSES}
+#: Header that makes an HTTP request one of the interactive users' (``x-sim-class: interactive``).
+CLASS_HEADER = "x-sim-class"
 
 
 def check_tunables(values: dict[str, Any]) -> dict[str, Any]:
@@ -60,8 +73,10 @@ def check_tunables(values: dict[str, Any]) -> dict[str, Any]:
             raise ValueError(f"{name} must be a number")
         if kind is int and value != int(value):
             raise ValueError(f"{name} must be an integer")
-        if value < 0 or (name in FRACTIONS and value > 1):
+        if value < MINIMUMS.get(name, 0) or (name in FRACTIONS and value > 1):
             raise ValueError(f"{name} out of range: {value}")
+        if name in CHOICES and value not in CHOICES[name]:
+            raise ValueError(f"{name} must be one of {sorted(CHOICES[name])}")
         out[name] = kind(value)
     return out
 
@@ -83,6 +98,18 @@ class SimConfig:
     stall_s: float = DEFAULT_STALL_S
     completion_tokens: int = DEFAULT_COMPLETION_TOKENS
     window_s: float = DEFAULT_WINDOW_S
+    engine_slots: int = 0
+    """Requests served at once (0 = the engine is off: no queue, no limit)."""
+    max_queue: int = -1
+    """Requests that may wait for a slot; one more is shed with ``shed_status`` (-1 = no limit)."""
+    shed_status: int = 503
+    interactive_rps: float = 0.0
+    """Poisson arrivals a second of the simulator's own interactive users (0 = none)."""
+    embedding_dims: int = EMBEDDING_DIM
+    scheduling_policy: str = "fcfs"
+    """``fcfs`` or ``priority`` (by the body's ``priority``, lower first, then arrival); fixed at start."""
+    metrics_flavor: str = "vllm"
+    """Names of the ``/metrics`` gauges: ``vllm``, ``sglang`` or ``tgi``; fixed at start."""
     models: frozenset[str] = frozenset()
     api_key: str | None = None
     seed: int | None = None
@@ -173,8 +200,12 @@ class Simulator:
     """State and request handling of one simulator process."""
 
     def __init__(self, config: SimConfig) -> None:
+        if config.scheduling_policy not in POLICIES or config.metrics_flavor not in FLAVORS:
+            raise ValueError(f"scheduling_policy must be one of {POLICIES}, metrics_flavor one of {tuple(FLAVORS)}")
         self.base = config
         self.stats = SimStats()
+        self.engine = Engine(policy=config.scheduling_policy)
+        self.users = InteractiveUsers(self.engine, lambda: self.config.interactive_rps, self._service_s, config.seed)
         self.reset()
 
     def reset(self) -> None:
@@ -188,6 +219,13 @@ class Simulator:
         self.tokens = SlidingWindow()
         self.rng = random.Random(self.base.seed)
         self.jitter_rng = random.Random(self.base.seed)  # separate, so latency settings don't shift fault draws
+        self.engine.reset()
+        self._configured()
+
+    def _configured(self) -> None:
+        """Hand the run-time settings to the engine and the users."""
+        self.engine.configure(self.config.engine_slots, self.config.max_queue)
+        self.users.changed.set()
 
     def configure(self, data: Any) -> None:
         """Apply a ``POST /sim/config`` body: tunables by name, and ``fail_rules`` (replacing the current ones).
@@ -203,9 +241,18 @@ class Simulator:
             raise ValueError("fail_rules must be a list")
         parsed = [r if isinstance(r, FailRule) else FailRule.parse(r) for r in rules]
         self.config, self.rules = dataclasses.replace(self.config, **changes), parsed
+        self._configured()
 
-    def snapshot(self, detail: bool) -> JSONDict:
-        """The ``GET /sim/stats`` document."""
+    def settings(self) -> JSONDict:
+        """The present settings (the ``config`` of the stats, and the answer to ``POST /sim/config``)."""
+        cfg = self.config
+        return {**{k: getattr(cfg, k) for k in TUNABLES}, "models": sorted(cfg.models), "fail_rules": len(self.rules),
+                "scheduling_policy": cfg.scheduling_policy, "metrics_flavor": cfg.metrics_flavor}  # fmt: skip
+
+    def snapshot(
+        self, detail: bool, since: float | None = None, until: float | None = None, series: bool = False
+    ) -> JSONDict:
+        """The ``GET /sim/stats`` document; the engine section covers requests that arrived in ``[since, until)``."""
         st, cfg = self.stats, self.config
         out: JSONDict = {
             "received": st.received, "by_status": {str(k): v for k, v in sorted(st.by_status.items())},
@@ -213,9 +260,13 @@ class Simulator:
             "max_in_second": st.max_in_second,
             "max_tokens_in_window": st.max_tokens_in_window, "in_flight": st.in_flight,
             "max_in_flight": st.max_in_flight, "first_at": st.first_at, "last_at": st.last_at,
-            "latency_ms": cfg.latency_ms,
-            "config": {**{k: getattr(cfg, k) for k in TUNABLES}, "models": sorted(cfg.models),
-                       "fail_rules": len(self.rules)},
+            "latency_ms": cfg.latency_ms, "config": self.settings(),
+        }  # fmt: skip
+        running, waiting, _, _ = self.engine.gauges()
+        out["engine"] = {
+            "slots": cfg.engine_slots, "max_queue": cfg.max_queue, "scheduling_policy": cfg.scheduling_policy,
+            "interactive_rps": cfg.interactive_rps, "running": running, "waiting": waiting,
+            **self.engine.record.summary(since, until, series),
         }  # fmt: skip
         if detail:
             out["per_key"] = dict(st.per_key)
@@ -278,9 +329,7 @@ class Simulator:
             # As for RPM, rejected requests count: the retry fits once enough arrivals have left the second.
             wait = self.second.wait_s(now, RPS_WINDOW_S, in_second + 1 - cfg.rps)
             raise rate_limited("requests", f"requests per second (RPS): Limit {cfg.rps}", wait)
-        delay = cfg.latency_ms / 1000.0
-        if cfg.latency_jitter_ms:
-            delay = max(0.0, delay + self.jitter_rng.uniform(-cfg.latency_jitter_ms, cfg.latency_jitter_ms) / 1000.0)
+        delay = self._service_s()
         try:
             try:
                 body = json.loads(await request.read())
@@ -288,6 +337,7 @@ class Simulator:
                 raise Reply(400, error_body("We could not parse the JSON body of your request.",
                                             "invalid_request_error", "invalid_json")) from None  # fmt: skip
             prompt, completion = validate(kind, body, cfg.models, cfg.completion_tokens)
+            priority = request_priority(body, cfg.scheduling_policy) if cfg.engine_slots else 0
             for rule in self.rules:
                 if rule.pattern.search(custom_id) and (rule.times < 0 or rule.hits[key] < rule.times):
                     rule.hits[key] += 1
@@ -301,8 +351,8 @@ class Simulator:
             else:
                 await self._random_fault(cfg)
         except Reply as reply:
-            if reply.status not in (0, 429):
-                await self._sleep(delay)
+            if reply.status not in (0, 429) and delay > 0:
+                await asyncio.sleep(delay)
             raise
         if cfg.tpm:
             tokens, now = prompt + completion, time.monotonic()  # later than arrival if the request stalled
@@ -311,8 +361,17 @@ class Simulator:
                 wait = self.tokens.wait_s(now, cfg.window_s, total + tokens - cfg.tpm) if tokens <= cfg.tpm else 0.0
                 raise rate_limited("tokens", f"tokens per min (TPM): Limit {cfg.tpm}", wait or cfg.window_s)
             self.stats.max_tokens_in_window = max(self.stats.max_tokens_in_window, self.tokens.add(now, tokens))
-        await self._sleep(delay)
-        return build_response(kind, body, prompt, completion)
+        interactive = request.headers.get(CLASS_HEADER, "").lower() == INTERACTIVE
+        if not await self.engine.serve(INTERACTIVE if interactive else BATCH, priority, delay):
+            raise shed_reply(cfg.shed_status, cfg.max_queue)
+        return build_response(kind, body, prompt, completion, cfg.embedding_dims)
+
+    def _service_s(self, rng: random.Random | None = None) -> float:
+        """The latency of one answer: ``latency_ms`` plus a uniform draw of the jitter (from ``jitter_rng``)."""
+        cfg, delay, rng = self.config, self.config.latency_ms / 1000.0, rng or self.jitter_rng
+        if cfg.latency_jitter_ms:
+            delay = max(0.0, delay + rng.uniform(-cfg.latency_jitter_ms, cfg.latency_jitter_ms) / 1000.0)
+        return delay
 
     async def _random_fault(self, cfg: SimConfig) -> None:
         """One uniform draw picks at most one fault, so each configured fraction holds exactly."""
@@ -335,59 +394,3 @@ class Simulator:
     async def _stall(self, cfg: SimConfig) -> None:
         self.stats.stalled += 1
         await asyncio.sleep(cfg.stall_s)
-
-    @staticmethod
-    async def _sleep(delay: float) -> None:
-        if delay > 0:
-            await asyncio.sleep(delay)
-
-
-#: Where ``create_app`` keeps its ``Simulator`` (for in-process use).
-SIMULATOR: web.AppKey[Simulator] = web.AppKey("simulator", Simulator)
-
-
-def create_app(config: SimConfig) -> web.Application:
-    """Build the aiohttp application serving the simulated API and the ``/sim`` control endpoints."""
-    sim = Simulator(config)
-    app = web.Application()
-    app[SIMULATOR] = sim
-
-    def endpoint(kind: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-        async def handler(request: web.Request) -> web.StreamResponse:
-            return await sim.handle(request, kind)
-
-        return handler
-
-    async def models(request: web.Request) -> web.Response:
-        names = sorted(sim.config.models) or [DEFAULT_MODEL]
-        data = [{"id": n, "object": "model", "created": 0, "owned_by": "batchq-sim"} for n in names]
-        return web.json_response({"object": "list", "data": data})
-
-    async def stats(request: web.Request) -> web.Response:
-        return web.json_response(sim.snapshot(request.query.get("detail", "") not in ("", "0", "false")))
-
-    async def reset(request: web.Request) -> web.Response:
-        sim.reset()
-        return web.json_response({"ok": True})
-
-    async def configure(request: web.Request) -> web.Response:
-        try:
-            sim.configure(json.loads(await request.read()))
-        except ValueError as exc:  # bad JSON or a bad value
-            return web.json_response(error_body(str(exc), "invalid_request_error", "invalid_value"), status=400)
-        return web.json_response(sim.snapshot(detail=False)["config"])
-
-    async def healthz(request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
-
-    app.router.add_post("/v1/chat/completions", endpoint("chat"))
-    app.router.add_post("/v1/embeddings", endpoint("embeddings"))
-    app.router.add_post("/v1/completions", endpoint("completions"))
-    app.router.add_post("/v1/responses", endpoint("responses"))  # batchq/sim/more_payloads.py
-    app.router.add_post("/v1/moderations", endpoint("moderations"))
-    app.router.add_get("/v1/models", models)
-    app.router.add_get("/sim/stats", stats)
-    app.router.add_post("/sim/reset", reset)
-    app.router.add_post("/sim/config", configure)
-    app.router.add_get("/healthz", healthz)
-    return app
