@@ -28,7 +28,7 @@ def stock(make_stack: StackFactory) -> StackFactory:
 def stock_stack(stock: StackFactory) -> Iterator[Stack]:
     stack = stock()
     stack.start_api()
-    stack.start_worker("w1", concurrency=32)
+    stack.start_worker("stock", concurrency=32)  # its own log file: the banner below is this worker's
     yield stack
 
 
@@ -58,8 +58,9 @@ def test_openai_sdk_every_endpoint(stock_stack: Stack) -> None:
 
 def test_the_worker_really_runs_the_stock_path(stock_stack: Stack) -> None:
     """Celery's own threads pool and kombu's own transport, not batchq's (the banner says which)."""
-    log = next(p for p in stock_stack.procs if p.name.startswith("worker")).log_path.read_text()
-    assert "(thread)" in log and "batchq.broker" not in log, log[-3000:]
+    log = next(p for p in stock_stack.procs if p.name == "worker-stock").log_path.read_text()
+    assert "concurrency: 32 (thread)" in log and "transport:   redis://" in log, log[-3000:]
+    assert "batchq.broker" not in log
     assert httpx.get(f"{stock_stack.api_url}/healthz").status_code == 200
 
 
