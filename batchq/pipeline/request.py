@@ -121,7 +121,7 @@ def _call_until_settled(
         return record_failure(ctx, batch_id, account, line, request.custom_id, "model_not_found", message)
     limiter = ctx.limiter(route)
     url = ctx.routes.url_for(route, request.url)
-    estimate = estimate_tokens(request.body)
+    estimate = estimate_tokens(request.body, request.url)
     while True:
         asked = time.monotonic()
         grant = limiter.acquire(estimate, max_wait_s=s.max_inline_wait_s)

@@ -156,3 +156,71 @@ _keys = st.sampled_from(
 def test_estimate_tokens_never_raises(body: dict[str, Any]) -> None:
     result = estimate_tokens(body)
     assert isinstance(result, int) and result >= 0
+
+
+# --- per endpoint (issue 24, finding 7) ------------------------------------------------------------------------------
+
+RESPONSES = "/v1/responses"
+
+
+@pytest.mark.parametrize("endpoint", [RESPONSES, None])
+def test_a_responses_line_reserves_its_max_output_tokens(endpoint: str | None) -> None:
+    body = {"model": "m", "input": "Say blue.", "max_output_tokens": 32000}
+    assert estimate_tokens(body, endpoint) >= 32000
+    # without a maximum, the default completion is reserved (never the embeddings' zero)
+    assert estimate_tokens({"model": "m", "input": "Say blue."}, RESPONSES) >= DEFAULT_COMPLETION_TOKENS
+
+
+def test_responses_instructions_and_structured_input_are_counted() -> None:
+    bare = {"model": "m", "input": "hi", "max_output_tokens": 1}
+    instructed = {**bare, "instructions": "x" * 400}
+    assert estimate_tokens(instructed, RESPONSES) >= estimate_tokens(bare, RESPONSES) + 100
+    items = [
+        {"role": "system", "content": "y" * 400},
+        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "z" * 400}]},
+        {"type": "message", "role": "user", "content": [{"type": "input_image", "image_url": "data:" + "A" * 9999}]},
+        {"type": "function_call_output", "call_id": "c1", "output": "w" * 400},
+    ]
+    structured = {"model": "m", "input": items, "max_output_tokens": 1}
+    assert estimate_tokens(structured, RESPONSES) >= 300 + MEDIA_PART_TOKENS + 4 * 4
+    schema = {"format": {"type": "json_schema", "schema": {"properties": {"p" * 400: {"type": "string"}}}}}
+    assert estimate_tokens({**bare, "text": schema}, RESPONSES) >= estimate_tokens(bare, RESPONSES) + 100
+
+
+def test_chat_counts_messages_and_its_own_maximum() -> None:
+    body = {"messages": [{"role": "user", "content": "abcdefgh"}], "max_completion_tokens": 50, "max_tokens": 9, "n": 2}
+    assert estimate_tokens(body, "/v1/chat/completions") == 3 + 4 + 2 + 100
+    # a chat body's stray max_output_tokens is not its maximum
+    assert estimate_tokens({"messages": [], "max_output_tokens": 10**6}, "/v1/chat/completions") < 10**6
+
+
+def test_completions_count_prompt_suffix_and_best_of() -> None:
+    body = {"prompt": "abcdefgh", "suffix": "abcd", "max_tokens": 10, "n": 2, "best_of": 3}
+    assert estimate_tokens(body, "/v1/completions") == 3 + 30
+
+
+@pytest.mark.parametrize("endpoint", ["/v1/embeddings", "/v1/moderations"])
+def test_embeddings_and_moderations_generate_nothing(endpoint: str) -> None:
+    assert estimate_tokens({"model": "m", "input": "abcdefgh", "max_output_tokens": 999}, endpoint) == 2
+    parts = [{"type": "text", "text": "abcd"}, {"type": "image_url", "image_url": {"url": "https://x/y.png"}}]
+    assert estimate_tokens({"input": parts}, endpoint) == math.ceil(len("text" + "abcd") / 4) + MEDIA_PART_TOKENS
+
+
+def test_non_ascii_text_counts_a_token_a_character() -> None:
+    cjk = "批处理请求的令牌估计" * 10  # 100 characters: about 100 tokens, not 25
+    assert estimate_tokens({"input": cjk}, "/v1/embeddings") >= 100
+    chat = {"messages": [{"role": "user", "content": cjk}], "max_tokens": 1}
+    assert estimate_tokens(chat, "/v1/chat/completions") >= 100 + 1
+    # mixed text: the ASCII part still at four characters a token
+    assert estimate_tokens({"input": "abcd" * 25 + "é" * 10}, "/v1/embeddings") == 25 + 10
+
+
+def test_hostile_bodies_stay_cheap_and_bounded() -> None:
+    deep: Any = "x"
+    for _ in range(100_000):
+        deep = [{"content": deep}]
+    assert estimate_tokens({"input": deep, "max_output_tokens": 5}, RESPONSES) > 0
+    huge = "文" * (4 * 1024 * 1024)
+    assert estimate_tokens({"input": huge}, RESPONSES) >= 4 * 1024 * 1024
+    assert estimate_tokens({"input": "x", "max_output_tokens": 10**30}, RESPONSES) <= MAX_RESERVED_TOKENS
+    assert estimate_tokens({"input": [None, True, 1.5, {"type": 3}], "instructions": ["x"]}, RESPONSES) > 0
