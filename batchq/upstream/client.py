@@ -6,6 +6,7 @@ Retrying is not done here: the request task decides (it shares the rate limiter 
 from __future__ import annotations
 
 import json
+import logging
 import ssl
 import threading
 import urllib.request
@@ -16,6 +17,8 @@ from urllib.parse import urlsplit
 import urllib3
 
 from batchq.redact import redact, redact_json
+
+log = logging.getLogger(__name__)
 
 #: Header names that carry the line's identity upstream (the simulator counts deliveries by them).
 BATCH_ID_HEADER = "X-Batchq-Batch-Id"
@@ -123,12 +126,8 @@ class UpstreamClient:
             response = self._manager_for(url).request(
                 "POST", url, body=json.dumps(body).encode(), headers=headers, redirect=False
             )
-        except urllib3.exceptions.NewConnectionError as exc:  # refused or unresolvable (a timeout to urllib3)
-            return _unreachable(exc, api_key)
-        except urllib3.exceptions.TimeoutError as exc:
-            return UpstreamFailure("upstream_timeout", f"The upstream did not answer in time ({type(exc).__name__}).")
-        except (urllib3.exceptions.HTTPError, OSError) as exc:  # dropped mid-answer, TLS, protocol errors
-            return _unreachable(exc, api_key)
+        except (urllib3.exceptions.HTTPError, OSError) as exc:  # no answer: refused, unresolvable, timeout, TLS, ...
+            return _failure(exc, url, api_key)
         data = response.data
         try:
             parsed: Any = json.loads(data)
@@ -145,9 +144,29 @@ class UpstreamClient:
             manager.clear()
 
 
-def _unreachable(exc: BaseException, api_key: str | None) -> UpstreamFailure:
-    detail = redact(str(exc)[:200], (api_key,))
-    return UpstreamFailure("upstream_unreachable", f"Could not reach the upstream: {type(exc).__name__}: {detail}")
+#: (exception class, error code, message) for a call without an answer, the first match wins (urllib3 makes
+#: NewConnectionError a ConnectTimeoutError, and NameResolutionError a NewConnectionError). The message goes
+#: into tenants' error files, so it names the kind of failure only: urllib3's own text holds the upstream's host
+#: name, port and address (internal names, for a self-hosted upstream), which goes to the worker's log instead.
+_FAILURE_CLASSES: tuple[tuple[type[BaseException], str, str], ...] = (
+    (urllib3.exceptions.NameResolutionError, "upstream_unreachable", "Could not resolve the upstream's host name."),
+    (urllib3.exceptions.NewConnectionError, "upstream_unreachable", "Could not connect to the upstream."),
+    (urllib3.exceptions.ConnectTimeoutError, "upstream_timeout", "The upstream did not accept the connection in time."),
+    (urllib3.exceptions.TimeoutError, "upstream_timeout", "The upstream did not answer in time."),
+    (urllib3.exceptions.SSLError, "upstream_unreachable", "Could not reach the upstream: the TLS handshake failed."),
+    (urllib3.exceptions.ProxyError, "upstream_unreachable", "Could not reach the upstream through the proxy."),
+    (urllib3.exceptions.ProtocolError, "upstream_unreachable", "The connection to the upstream broke mid-answer."),
+)  # fmt: skip
+
+
+def _failure(exc: BaseException, url: str, api_key: str | None) -> UpstreamFailure:
+    """A generic failure for the error line; the details (host, urllib3's text) go to the worker's log."""
+    host = urlsplit(url).netloc
+    log.warning("upstream call to %s failed: %s: %s", host, type(exc).__name__, redact(str(exc)[:500], (api_key,)))
+    for kind, code, message in _FAILURE_CLASSES:
+        if isinstance(exc, kind):
+            return UpstreamFailure(code, message)
+    return UpstreamFailure("upstream_unreachable", "Could not reach the upstream.")
 
 
 def _header_safe(value: str) -> str:

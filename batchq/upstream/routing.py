@@ -30,6 +30,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from batchq.ratelimit import RouteLimits
+from batchq.redact import register_secrets
 
 #: The model name of the default route in a routes file.
 DEFAULT_MODEL = "*"
@@ -119,6 +120,8 @@ class RouteTable:
                     if name in names:
                         raise ValueError(f"{where}: route name {name!r} is already used by route[{names[name]}]")
                     names[name] = index
+        # Wherever routes are loaded, their keys join the secrets every error line and log record is cleaned of.
+        register_secrets(*(route.api_key for route in routes.values()), default.api_key if default else None)
         return cls(routes, default, served_models)
 
     def route_for(self, model: str | None) -> Route:

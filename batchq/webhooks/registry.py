@@ -18,6 +18,19 @@ EVENT_TYPES: tuple[str, ...] = ("batch.completed", "batch.failed", "batch.expire
 #: Endpoints one account may have.
 MAX_ENDPOINTS_PER_ACCOUNT = 100
 
+# KEYS: 1 the account's endpoint set, 2 the new endpoint's hash. ARGV: 1 cap, 2 score (ms), 3 id, 4.. field, value.
+# The count and the write in one script, so concurrent creates cannot all pass the cap. Returns 1, or 0 when full.
+CREATE_LUA = """
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[2], unpack(ARGV, 4))
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
+return 1
+"""
+
+
+class EndpointLimitReached(Exception):
+    """The account already has the most endpoints it may have."""
+
 
 @dataclass(frozen=True)
 class Endpoint:
@@ -53,11 +66,19 @@ def new_endpoint_id() -> str:
 class EndpointRegistry:
     def __init__(self, client: redis.Redis[bytes]) -> None:
         self.redis = client
+        self._create = client.register_script(CREATE_LUA)
 
-    def create(self, account: str, url: str, events: list[str], name: str = "") -> Endpoint:
+    def create(
+        self, account: str, url: str, events: list[str], name: str = "", *, cap: int = MAX_ENDPOINTS_PER_ACCOUNT
+    ) -> Endpoint:
+        """A new endpoint with a fresh secret.
+
+        Raises:
+            EndpointLimitReached: the account already has ``cap`` endpoints (checked in the same step as the write).
+        """
         now = int(time.time())
         endpoint = Endpoint(new_endpoint_id(), account, url, events, name, generate_secret(), now)
-        record: dict[str | bytes, str] = {
+        record = {
             "id": endpoint.id,
             "account": account,
             "url": url,
@@ -66,14 +87,14 @@ class EndpointRegistry:
             "secret": endpoint.secret,
             "created_at": str(now),
         }
-        with self.redis.pipeline() as pipe:
-            pipe.hset(keys.webhook_endpoint(endpoint.id), mapping=record)
-            pipe.zadd(keys.account_webhooks(account), {endpoint.id: time.time() * 1000})
-            pipe.execute()
+        fields = [item for pair in record.items() for item in pair]
+        created = self._create(
+            keys=[keys.account_webhooks(account), keys.webhook_endpoint(endpoint.id)],
+            args=[cap, int(time.time() * 1000), endpoint.id, *fields],
+        )
+        if not created:
+            raise EndpointLimitReached(account)
         return endpoint
-
-    def count(self, account: str) -> int:
-        return int(self.redis.zcard(keys.account_webhooks(account)))
 
     def get(self, endpoint_id: str, account: str | None = None) -> Endpoint | None:
         """The endpoint, or None when unknown or (with ``account``) another account's."""

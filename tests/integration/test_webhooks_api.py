@@ -105,3 +105,18 @@ def test_events_are_validated(loopback_client: TestClient) -> None:
         assert (r.json()["error"]["param"], r.json()["error"]["code"]) == (param, code), body
     r = c.post("/v1/webhook_endpoints", content=b"nope", headers={**A, "content-type": "application/json"})
     assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json"
+
+
+def test_create_refusals_tell_a_tenant_nothing_about_internal_names(client: TestClient) -> None:
+    # Given names that exist on the server's network (localhost) and one that does not
+    answers = [
+        client.post("/v1/webhook_endpoints", json={"url": url}, headers=A)
+        for url in ("http://localhost:8080/h", "http://no-such-host.invalid/h")
+    ]
+    # Then both are the same 400, quoting neither an address nor the resolver's error
+    for r in answers:
+        assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_url", r.text
+    messages = {r.json()["error"]["message"] for r in answers}
+    assert len(messages) == 1, messages
+    (message,) = messages
+    assert not any(leak in message for leak in ("127.0.0.1", "::1", "Errno", "Name or service", "resolves to"))

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from batchq.ratelimit import RouteLimits
+from batchq.redact import redact
 from batchq.upstream.routing import Route, RouteTable
 
 DEFAULTS: dict[str, Any] = {
@@ -128,6 +129,20 @@ def test_json_routes_with_a_default_and_a_shared_name(tmp_path: Path) -> None:
 def test_bare_json_list_without_suffix(tmp_path: Path) -> None:
     routes = table(tmp_path, json.dumps([{"model": "m", "url": "http://h:1/v1"}]), name="routes.conf")
     assert routes.route_for("m").name == "h:1/m"
+
+
+def test_keys_of_a_routes_file_are_redacted_everywhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a routes file naming one key inline and one through api_key_env (neither looks like a token)
+    monkeypatch.setenv("ROUTE_KEY_FROM_ENV", "env-route-key-5678")
+    doc = [
+        {"model": "a", "url": "http://h:1/v1", "api_key": "inline-route-key-1234"},
+        {"model": "b", "url": "http://h:2/v1", "api_key_env": "ROUTE_KEY_FROM_ENV"},
+    ]
+    # When the table is loaded (as the workers do at start)
+    table(tmp_path, json.dumps(doc), name="routes.json")
+    # Then both keys are blanked by redact(), which error lines and every log record go through
+    text = redact("upstream said: bad key inline-route-key-1234, also env-route-key-5678")
+    assert "inline-route-key-1234" not in text and "env-route-key-5678" not in text
 
 
 def test_key_is_not_in_repr(tmp_path: Path) -> None:

@@ -15,6 +15,11 @@ DENIED = [
     "10.0.0.1", "172.16.5.4", "192.168.1.1", "127.0.0.1", "0.0.0.0", "169.254.169.254", "100.64.0.1",
     "224.0.0.1", "240.0.0.1", "255.255.255.255", "198.18.0.1", "::1", "::", "fe80::1", "fc00::1", "fd00:ec2::254",
     "ff02::1", "::ffff:127.0.0.1", "::ffff:10.0.0.1", "64:ff9b::a9fe:a9fe", "2002:7f00:1::1", "2001:db8::1",
+    # the rest of IANA's IPv6 special-purpose registry: site-local (deprecated), discard-only, dummy prefix,
+    # Teredo, benchmarking, ORCHID(v2), local-use NAT64, documentation (3fff::/20), SRv6 SIDs, IPv4-compatible
+    # and IPv4-translated forms
+    "fec0::1", "feff:ffff::1", "100::1", "100:0:0:1::1", "2001::1", "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+    "2001:2::1", "2001:10::1", "2001:20::1", "64:ff9b:1::1", "3fff::1", "5f00::1", "::7f00:1", "::ffff:0:a00:1",
 ]  # fmt: skip
 ALLOWED = ["93.184.215.14", "8.8.8.8", "2606:4700:4700::1111", "::ffff:8.8.8.8"]
 
@@ -48,12 +53,28 @@ def test_private_literal_is_refused_unless_allowed() -> None:
 def test_every_resolved_address_is_checked() -> None:
     # Given a name with one public and one private address (a rebinding setup)
     resolve = resolver_for({"mixed.example": ["93.184.215.14", "10.1.2.3"], "ok.example": ["93.184.215.14"]})
-    with pytest.raises(WebhookTargetError, match="10.1.2.3"):
+    with pytest.raises(WebhookTargetError, match="public addresses"):
         resolve_target("https://mixed.example/", allow_private=False, resolver=resolve)
     target = resolve_target("https://OK.example:8443/h", allow_private=False, resolver=resolve)
     assert (target.address, target.host, target.host_header) == ("93.184.215.14", "ok.example", "ok.example:8443")
-    with pytest.raises(WebhookTargetError, match="does not resolve"):
+    with pytest.raises(WebhookTargetError, match="public addresses"):
         resolve_target("https://nowhere.example/", allow_private=False, resolver=resolve)
+
+
+def test_refusals_of_a_name_never_quote_what_it_resolved_to() -> None:
+    # Given names that resolve to a private address, to a mix, or not at all (a tenant probing internal names)
+    resolve = resolver_for({"vllm.internal": ["10.9.8.7"], "mixed.example": ["93.184.215.14", "fd00::7"]})
+    messages = []
+    for url in ("http://vllm.internal/", "http://mixed.example/", "http://nowhere.internal/"):
+        with pytest.raises(WebhookTargetError) as refused:
+            resolve_target(url, allow_private=False, resolver=resolve)
+        messages.append(str(refused.value))
+    # Then one message for all three: no address, no resolver error, nothing that tells them apart
+    assert len(set(messages)) == 1, messages
+    assert not any(leak in messages[0] for leak in ("10.9.8.7", "fd00", "resolves to", "Errno", "no such host"))
+    # And a literal address the tenant wrote may be named back to them
+    with pytest.raises(WebhookTargetError, match="10.0.0.1"):
+        resolve_target("http://10.0.0.1/", allow_private=False, resolver=resolve)
 
 
 @pytest.mark.parametrize(

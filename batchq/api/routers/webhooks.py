@@ -12,7 +12,13 @@ from batchq.api.deps import AccountDep, ServicesDep
 from batchq.api.errors import BadRequestProblem, NotFoundProblem
 from batchq.api.params import list_limit
 from batchq.webhooks.deliveries import DeliveryStore, public_delivery
-from batchq.webhooks.registry import EVENT_TYPES, MAX_ENDPOINTS_PER_ACCOUNT, Endpoint, EndpointRegistry
+from batchq.webhooks.registry import (
+    EVENT_TYPES,
+    MAX_ENDPOINTS_PER_ACCOUNT,
+    Endpoint,
+    EndpointLimitReached,
+    EndpointRegistry,
+)
 from batchq.webhooks.targets import WebhookTargetError, resolve_target
 
 router = APIRouter(prefix="/webhook_endpoints", tags=["webhooks"])
@@ -44,13 +50,14 @@ def create_webhook_endpoint(
         resolve_target(url, allow_private=services.settings.webhook_allow_private)
     except WebhookTargetError as exc:
         raise BadRequestProblem(f"Invalid 'url': {exc}", code="invalid_url", param="url") from None
-    registry = EndpointRegistry(services.redis)
-    if registry.count(account) >= MAX_ENDPOINTS_PER_ACCOUNT:
+    try:
+        endpoint = EndpointRegistry(services.redis).create(account, url, events, name)
+    except EndpointLimitReached:
         raise BadRequestProblem(
             f"An account may have at most {MAX_ENDPOINTS_PER_ACCOUNT} webhook endpoints; delete one first.",
             code="too_many_webhook_endpoints",
-        )
-    return registry.create(account, url, events, name).public(with_secret=True)
+        ) from None
+    return endpoint.public(with_secret=True)
 
 
 @router.get("")
