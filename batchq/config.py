@@ -212,6 +212,9 @@ class Settings(BaseSettings):
     """The API's Redis connect and read timeout: a stalled Redis gives a 503 in a few seconds."""
     api_store_timeout_s: float = 5.0
     """The API's S3 connect and read timeout (the workers keep ``s3_timeout_s``)."""
+    metrics_token: str | None = Field(default=None, repr=False)
+    """Set: ``/metrics`` answers only ``Authorization: Bearer <token>`` (tenants' keys get 401). Unset: loopback
+    clients only (a Prometheus on the same host, a sidecar)."""
 
 
 @lru_cache

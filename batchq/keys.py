@@ -165,6 +165,11 @@ def metrics_account(account: str) -> str:
     return f"{PREFIX}:metrics:account:{account}"
 
 
+def metrics_accounts() -> str:
+    """Set of the accounts that have a :func:`metrics_account` hash (so a scrape never scans for them)."""
+    return f"{PREFIX}:metrics:accounts"
+
+
 def metrics_totals() -> str:
     """Hash: outcome -> lines recorded with it, across all batches (for /metrics)."""
     return f"{PREFIX}:metrics:requests"

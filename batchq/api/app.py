@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from batchq.api.auth import KeyRing
+from batchq.api.auth import KeyRing, MetricsGuard
 from batchq.api.deps import Services
 from batchq.api.handlers import install_error_handlers
 from batchq.api.idempotency import IdempotencyKeys
@@ -42,7 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """
     settings = settings or get_settings()
     key_ring = KeyRing.from_settings(settings)
-    install_log_redaction(settings.upstream_api_key, *settings.api_key_map())
+    install_log_redaction(settings.upstream_api_key, settings.metrics_token, *settings.api_key_map())
     app = FastAPI(title="batchq", version="0.1.0", description="OpenAI-compatible batch processing for LLM requests")
     client = make_api_redis(settings)
     state = BatchState(client)
@@ -61,6 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         tasks=TaskSender(settings),
         keys=key_ring,
         idempotency=IdempotencyKeys(client, state),
+        metrics_guard=MetricsGuard(settings.metrics_token),
     )
     app.include_router(files.router, prefix="/v1")
     app.include_router(batches.router, prefix="/v1")

@@ -93,3 +93,31 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+class MetricsGuard:
+    """Who may read ``/metrics``: with ``BATCHQ_METRICS_TOKEN`` only that token (tenants' keys are refused: the
+    figures name every account); without it, loopback clients only (a Prometheus or sidecar on the same host)."""
+
+    def __init__(self, token: str | None) -> None:
+        self._token = token.encode() if token else None
+
+    def check(self, authorization: str | None, client_host: str) -> None:
+        """
+        Raises:
+            AuthProblem: no token, a wrong one (a tenant's key included), or a remote client while no token is set.
+        """
+        if self._token is None:
+            if not _is_loopback(client_host):
+                raise AuthProblem(
+                    "/metrics answers loopback clients only; set BATCHQ_METRICS_TOKEN to let a scraper in with "
+                    "'Authorization: Bearer <token>'.",
+                    code="invalid_api_key",
+                )
+            return
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), self._token):
+            raise AuthProblem(
+                "/metrics needs 'Authorization: Bearer <BATCHQ_METRICS_TOKEN>'.",
+                code="missing_api_key" if not authorization else "invalid_api_key",
+            )

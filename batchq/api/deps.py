@@ -8,7 +8,7 @@ from typing import Annotated
 import redis
 from fastapi import Depends, Request
 
-from batchq.api.auth import KeyRing
+from batchq.api.auth import KeyRing, MetricsGuard
 from batchq.api.idempotency import IdempotencyKeys
 from batchq.broker.producer import TaskSender
 from batchq.config import Settings
@@ -27,6 +27,7 @@ class Services:
     tasks: TaskSender
     keys: KeyRing
     idempotency: IdempotencyKeys
+    metrics_guard: MetricsGuard
 
 
 async def get_services(request: Request) -> Services:

@@ -226,6 +226,7 @@ class LineState:
                 keys.sched_queued(),
                 keys.sched_account_queued(account),
                 keys.metrics_account(account),
+                keys.metrics_accounts(),
             ],
             [
                 line,
@@ -238,6 +239,7 @@ class LineState:
                 u.total_tokens,
                 u.cached_tokens,
                 u.reasoning_tokens,
+                account,
             ],
         )
 

@@ -1,9 +1,9 @@
 -- Record a line's outcome once (first write wins); the counters, the metrics and the feeding window move with it.
 -- KEYS: 1=outcomes 2=counts 3=leases 4=batch record 5=open (dispatched lines) 6=metrics totals
 --       7=scheduler's count of dispatched lines without outcome 8=the account's count of them
---       9=the account's metrics hash (outcome -> lines)
+--       9=the account's metrics hash (outcome -> lines) 10=the set of accounts with such a hash (read by /metrics)
 -- ARGV: 1=line 2=outcome JSON 3='completed'|'failed' 4=extra counter ('' or e.g. 'cancelled') 5=metric name
---       6=input tokens 7=output tokens 8=total tokens 9=cached tokens 10=reasoning tokens
+--       6=input tokens 7=output tokens 8=total tokens 9=cached tokens 10=reasoning tokens 11=account
 -- Answers recorded (1 = this call wrote it, 0 = an earlier outcome stands), done (lines with an outcome), total.
 local recorded = redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
 if recorded == 1 then
@@ -15,6 +15,7 @@ if recorded == 1 then
   end
   redis.call('HINCRBY', KEYS[6], ARGV[5], 1)
   redis.call('HINCRBY', KEYS[9], ARGV[3], 1)
+  redis.call('SADD', KEYS[10], ARGV[11])
   local t = redis.call('TIME')
   redis.call('HSET', KEYS[4], 'last_progress_ms', t[1] * 1000 + math.floor(t[2] / 1000))
 end
