@@ -149,6 +149,20 @@ class Settings(BaseSettings):
             raise ValueError("max_attempts must be >= 1")
         return v
 
+    @field_validator("upload_timeout_s")
+    @classmethod
+    def _upload_timeout_positive(cls, v: float) -> float:
+        if v <= 0:
+            raise ValueError("upload_timeout_s must be > 0")
+        return v
+
+    @field_validator("max_account_storage_bytes")
+    @classmethod
+    def _quota_not_negative(cls, v: int) -> int:
+        if v < 0:
+            raise ValueError("max_account_storage_bytes must be >= 0 (0 = no quota)")
+        return v
+
     @field_validator("webhook_retry_period_s", "webhook_timeout_s", "output_expires_after_s", "min_expires_after_s")
     @classmethod
     def _webhook_retention_positive(cls, v: float) -> float:
@@ -208,6 +222,10 @@ class Settings(BaseSettings):
     """Largest ``POST /v1/batches`` body (counted while it streams; chunked bodies too)."""
     max_form_fields: int = 16
     """Most non-file parts a ``POST /v1/files`` body may have (their bytes count towards the file limit)."""
+    upload_timeout_s: float = 3600.0
+    """The longest one upload may take, first byte to last (408 past it): 500 MB needs ~140 KB/s (1.1 Mbit/s)."""
+    max_account_storage_bytes: int = 0
+    """Bytes one account's files may hold (uploads and outputs); an upload beyond it is a 413. 0 = no quota."""
     api_redis_timeout_s: float = 2.0
     """The API's Redis connect and read timeout: a stalled Redis gives a 503 in a few seconds."""
     api_store_timeout_s: float = 5.0

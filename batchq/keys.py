@@ -190,6 +190,16 @@ def metrics_storage_bytes() -> str:
     return f"{PREFIX}:metrics:storage-bytes"
 
 
+def storage_reservations(account: str) -> str:
+    """Hash: upload id -> bytes an upload in progress has reserved of the account's storage quota."""
+    return f"{PREFIX}:account:{account}:storage-reserved"
+
+
+def storage_reservation_leases(account: str) -> str:
+    """Sorted set: upload id -> when (ms, Redis clock) its reservation lapses (an API process died mid-upload)."""
+    return f"{PREFIX}:account:{account}:storage-reserved:leases"
+
+
 def storage_key(file_id: str) -> str:
     """Where a file's bytes live in the object store (uploads and batch outputs alike)."""
     return f"files/{file_id}"

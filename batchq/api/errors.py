@@ -5,7 +5,8 @@ The names end in ``Problem`` so that none of them reads like the SDK's own error
 
 ApiProblem                       500 api_error
 ├── BadRequestProblem            400 invalid_request_error
-│   └── PayloadTooLargeProblem   413
+│   ├── PayloadTooLargeProblem   413
+│   └── RequestTimeoutProblem    408 (an upload past its deadline)
 ├── AuthProblem                  401 authentication_error
 ├── NotFoundProblem              404
 ├── ConflictProblem              409
@@ -41,6 +42,10 @@ class BadRequestProblem(ApiProblem):
 
 class PayloadTooLargeProblem(BadRequestProblem):
     status_code = 413
+
+
+class RequestTimeoutProblem(BadRequestProblem):
+    status_code = 408
 
 
 class AuthProblem(ApiProblem):

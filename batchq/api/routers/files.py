@@ -15,8 +15,9 @@ from batchq.api.deps import AccountDep, ServicesDep
 from batchq.api.errors import BadRequestProblem, ConflictProblem, NotFoundProblem
 from batchq.api.expiry import parse_upload_expiry
 from batchq.api.params import list_limit
+from batchq.api.quota import StorageQuota
 from batchq.api.streaming import primed_stream
-from batchq.api.upload import receive_upload
+from batchq.api.upload import UploadLimits, receive_upload
 from batchq.keys import new_file_id
 from batchq.schemas import FileDeleted, FileList, FileObject
 
@@ -29,12 +30,34 @@ UPLOAD_PURPOSES = ("batch",)
 @router.post("")
 async def create_file(request: Request, services: ServicesDep, account: AccountDep) -> FileObject:
     """Upload a file (multipart: ``file``, ``purpose=batch``); streamed to the store."""
+    quota = _quota(request, services, account)
+    try:
+        return await _create_file(request, services, account, quota)
+    finally:
+        if quota is not None:  # registered (the stored counter moved) or refused: the reservation goes
+            await run_in_threadpool(quota.release)
+
+
+def _quota(request: Request, services: ServicesDep, account: str) -> StorageQuota | None:
+    settings = services.settings
+    if not settings.max_account_storage_bytes:
+        return None
+    declared = request.headers.get("content-length") or ""
+    return StorageQuota(
+        services.redis,
+        account,
+        settings.max_account_storage_bytes,
+        upload_timeout_s=settings.upload_timeout_s,
+        expected_b=int(declared) if declared.isdigit() else 0,
+    )
+
+
+async def _create_file(request: Request, services: ServicesDep, account: str, quota: StorageQuota | None) -> FileObject:
     file_id = new_file_id()
     storage_key = keys.storage_key(file_id)
     settings = services.settings
-    upload = await receive_upload(
-        request, services.store, storage_key, settings.max_file_bytes, settings.max_form_fields
-    )
+    limits = UploadLimits(settings.max_file_bytes, settings.max_form_fields, settings.upload_timeout_s)
+    upload = await receive_upload(request, services.store, storage_key, limits, quota)
     try:
         purpose = upload.fields.get("purpose")
         if not upload.stored:
