@@ -19,6 +19,7 @@ from celery import signals
 from batchq.broker import WEBHOOK_QUEUE, WEBHOOK_TASK
 from batchq.config import Settings, get_settings
 from batchq.webhooks.attempt import DeliveryConfig, attempt_delivery
+from batchq.webhooks.deliveries import DeliveryStore
 from batchq.webhooks.dispatch import set_sender
 from batchq.webhooks.runner import get_runner
 from workers.app import app, context
@@ -47,7 +48,9 @@ def run_attempt(delivery_id: str) -> None:
 
 @app.task(name=WEBHOOK_TASK, ignore_result=True)
 def deliver_webhook(delivery_id: str) -> None:
-    if not get_runner().submit(lambda: run_attempt(delivery_id)):
+    # Keyed by account: one account's slow receivers get a share of the runner's threads, never all of them.
+    account = DeliveryStore(context().redis).account_of(delivery_id)
+    if not get_runner().submit(lambda: run_attempt(delivery_id), key=account):
         log.warning("webhook %s: too many attempts waiting in this process; the sweeper re-sends it", delivery_id)
 
 

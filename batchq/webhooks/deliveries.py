@@ -105,6 +105,11 @@ class DeliveryStore:
                 record[name] = None
         return record
 
+    def account_of(self, delivery_id: str) -> str:
+        """The account the delivery belongs to ("" when it is gone): the key its attempts share threads under."""
+        raw = self.redis.hget(keys.webhook_delivery(delivery_id), "account")
+        return raw.decode() if raw is not None else ""
+
     def update(self, delivery_id: str, fields: dict[str, Any], *, due_at: float | None) -> None:
         """Record an attempt's result; ``due_at`` re-arms the due set, None takes the delivery out of it."""
         mapping: dict[str | bytes, str] = {k: "" if v is None else str(v) for k, v in fields.items()}

@@ -1,17 +1,19 @@
-"""One webhook POST to a checked address: short timeouts, a total deadline, no redirects, a capped answer.
+"""One webhook POST to a checked address: short timeouts, one hard deadline, no redirects, a capped answer.
 
-The receiver is untrusted: its answer is read only up to ``max_answer_bytes`` (kept for the delivery log, never
-parsed), a redirect is a failure (never followed), and ``trust_env=False`` keeps environment proxies out of
+The receiver is untrusted: the whole attempt (connect, TLS, headers, body) ends within twice the timeout
+(:mod:`batchq.webhooks.deadline`), its answer is read only up to ``MAX_ANSWER_BYTES`` (kept for the delivery log,
+never parsed), a redirect is a failure (never followed), and ``trust_env=False`` keeps environment proxies out of
 the path.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
+import httpcore
 import httpx
 
+from batchq.webhooks.deadline import AttemptDeadline
 from batchq.webhooks.targets import Resolver, Target, WebhookTargetError, resolve_target, system_resolver
 
 #: Bytes of the receiver's answer kept (for the delivery log).
@@ -67,32 +69,51 @@ def _post(
         **headers,
     }
     extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
-    deadline = time.monotonic() + 2 * timeout_s
     timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, 3.0), pool=1.0)
+    with AttemptDeadline(2 * timeout_s) as deadline:
+        try:
+            with httpx.Client(
+                timeout=timeout, follow_redirects=False, trust_env=False, transport=transport or deadline.transport()
+            ) as client:
+                request = client.build_request(
+                    "POST", target.connect_url, content=body, headers=request_headers, extensions=extensions
+                )
+                response = client.send(request, stream=True)
+                try:
+                    answer = _read_answer(response, deadline)
+                finally:
+                    response.close()
+                return AttemptResult(
+                    response.status_code,
+                    None,
+                    answer.decode("utf-8", "replace"),
+                    retry_after_s=_retry_after(response.headers.get("retry-after")),
+                )
+        except Exception as exc:  # noqa: BLE001 - whatever the receiver does (bad TLS, garbage HTTP) is a failed attempt
+            return AttemptResult(None, _failure_note(exc, deadline), "")
+
+
+def _read_answer(response: httpx.Response, deadline: AttemptDeadline) -> bytearray:
+    """The start of the answer, for the log. A body cut off by the deadline is no failure: its status came."""
+    answer = bytearray()
     try:
-        with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False, transport=transport) as client:
-            request = client.build_request(
-                "POST", target.connect_url, content=body, headers=request_headers, extensions=extensions
-            )
-            response = client.send(request, stream=True)
-            try:
-                answer = bytearray()
-                for chunk in response.iter_raw():
-                    answer += chunk[: MAX_ANSWER_BYTES - len(answer)]
-                    if len(answer) >= MAX_ANSWER_BYTES or time.monotonic() > deadline:
-                        break  # enough for the log; closing the stream drops the rest
-            finally:
-                response.close()
-            return AttemptResult(
-                response.status_code,
-                None,
-                answer.decode("utf-8", "replace"),
-                retry_after_s=_retry_after(response.headers.get("retry-after")),
-            )
-    except httpx.TimeoutException:
-        return AttemptResult(None, "timeout", "")
-    except Exception as exc:  # noqa: BLE001 - whatever the receiver does (bad TLS, garbage HTTP) is a failed attempt
-        return AttemptResult(None, f"{type(exc).__name__}: {str(exc)[:200]}", "")
+        for chunk in response.iter_raw():
+            answer += chunk[: MAX_ANSWER_BYTES - len(answer)]
+            if len(answer) >= MAX_ANSWER_BYTES:
+                break  # enough for the log; closing the stream drops the rest
+    except Exception:
+        if not deadline.expired:
+            raise
+    return answer
+
+
+def _failure_note(exc: Exception, deadline: AttemptDeadline) -> str:
+    """What the delivery log says of an attempt without an answer."""
+    if deadline.expired:
+        return f"deadline: no complete answer within {deadline.seconds:g} s"
+    if isinstance(exc, httpx.TimeoutException | httpcore.TimeoutException):
+        return "timeout"
+    return f"{type(exc).__name__}: {str(exc)[:200]}"
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -35,3 +35,43 @@ def test_a_full_queue_refuses_instead_of_blocking() -> None:
     assert runner.submit(lambda: None) is False
     release.set()
     runner.join()
+
+
+def test_one_account_cannot_take_every_thread() -> None:
+    # Given four threads, one account's jobs allowed at most two at a time, and that account's receivers hanging
+    hang = threading.Event()
+    runner = BackgroundRunner(threads=4, max_pending=100, per_key=2)
+    started: list[str] = []
+    lock = threading.Lock()
+
+    def slow() -> None:
+        with lock:
+            started.append("a")
+        hang.wait(10)
+
+    for _ in range(8):
+        assert runner.submit(slow, key="acct-a")
+    # When another account's job comes in
+    other_ran = threading.Event()
+    assert runner.submit(other_ran.set, key="acct-b")
+    # Then it runs at once, beside the two hanging jobs of the first account
+    assert other_ran.wait(5)
+    with lock:
+        assert started == ["a", "a"]
+    hang.set()
+    runner.join()
+    assert started == ["a"] * 8
+
+
+def test_accounts_take_turns() -> None:
+    # Given one thread and three accounts' jobs queued in bursts
+    gate = threading.Event()
+    runner = BackgroundRunner(threads=1, max_pending=100, per_key=1)
+    order: list[str] = []
+    assert runner.submit(lambda: gate.wait(5) and None, key="first")
+    for key in ("a", "a", "a", "b", "b", "c"):
+        assert runner.submit(lambda key=key: order.append(key), key=key)  # type: ignore[misc]
+    gate.set()
+    runner.join()
+    # Then they are served round-robin, not in arrival order
+    assert order == ["a", "b", "c", "a", "b", "a"]
