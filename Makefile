@@ -81,6 +81,15 @@ redis-server:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server; }
 
+# The dashboard's browser tests (tests/e2e/test_dashboard*.py) drive Debian's chromium through its chromium-driver
+# (the package pins the driver to the browser; nothing is downloaded at run time). Only the tests need them.
+.PHONY: chromium
+chromium:
+	@{ command -v chromium >/dev/null && command -v chromedriver >/dev/null; } || { \
+	  echo "installing chromium and chromium-driver (Debian packages)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver; }
+
 .PHONY: format
 format: install
 	$(VENV)/bin/ruff check --fix $(sources)
@@ -93,7 +102,7 @@ lint: install
 	$(VENV)/bin/lint-imports
 
 .PHONY: test
-test: install
+test: install chromium
 	$(VENV)/bin/pytest -m "not bench" -q $(PYTEST_ARGS)
 
 .PHONY: test-fast
