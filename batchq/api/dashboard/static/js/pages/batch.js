@@ -1,0 +1,240 @@
+// One batch: progress, timeline, throughput, errors by code, usage and cost, downloads, cancel / pause / resume.
+import { api, download, enc, qs } from "../api.js";
+import { lineChart } from "../chart.js";
+import { h, fill, toast } from "../dom.js";
+import { DASH, clock, duration, int, money, rate, relative } from "../format.js";
+import { every, problemBar } from "../live.js";
+import { averageRate, done, eta, observe, requestsPerSecond, throughput } from "../progress.js";
+import { countsLine, isActive, progressBar, statusPill, waitingText } from "../status.js";
+import { describe } from "./batches.js";
+
+const END_STEP = { completed: "completed_at", failed: "failed_at", expired: "expired_at", cancelled: "cancelled_at" };
+
+function timeline(b) {
+  const steps = [["Created", b.created_at]];
+  if (b.in_progress_at || !b.failed_at) steps.push(["In progress", b.in_progress_at]);
+  if (b.cancelling_at) steps.push(["Cancelling", b.cancelling_at]);
+  if (b.finalizing_at || !END_STEP[b.status] || b.status === "completed") steps.push(["Finalizing", b.finalizing_at]);
+  const end = END_STEP[b.status];
+  steps.push([end ? b.status[0].toUpperCase() + b.status.slice(1) : "Done", end ? b[end] : null]);
+  let previous = null;
+  let currentMarked = false;
+  const items = steps.map(([label, at]) => {
+    let state = at ? "done" : "pending";
+    if (!at && !currentMarked && !END_STEP[b.status]) {
+      state = "current";
+      currentMarked = true;
+    }
+    const since = at && previous ? `+${duration(at - previous)}` : null;
+    if (at) previous = at;
+    return h("li", { class: ["step", state, label === "Failed" && "bad", label === "Cancelled" && "muted-step"] },
+      h("span", { class: "dot", "aria-hidden": "true" }),
+      h("span", { class: "step-label" }, label),
+      h("span", { class: "step-time", title: at ? clock(at) : null }, at ? clock(at).slice(11) : state === "current" ? "now" : DASH),
+      since ? h("span", { class: "step-since muted" }, since) : null);
+  });
+  return h("ol", { class: "timeline", "data-role": "timeline" }, items);
+}
+
+function tile(label, value, role) {
+  return h("div", { class: "tile" }, h("div", { class: "tile-label" }, label), h("div", { class: "tile-value", "data-role": role }, value));
+}
+
+function progressCard(b) {
+  const final = !isActive(b);
+  const until = eta(b);
+  const took = final && b.in_progress_at ? (b.finalizing_at || b[END_STEP[b.status]] || 0) - b.in_progress_at : null;
+  const why = waitingText(b);
+  return h("div", { class: "card span-2" },
+    h("h2", {}, "Progress"),
+    progressBar(b, { large: true }),
+    countsLine(b),
+    why ? h("p", { class: "waiting big", "data-role": "waiting" }, `Held back: ${why}`) : null,
+    h("div", { class: "tiles" },
+      tile("Completed", int(b.request_counts?.completed || 0), "tile-completed"),
+      tile("Failed", int(b.request_counts?.failed || 0), "tile-failed"),
+      tile("Total", int(b.request_counts?.total || 0), "tile-total"),
+      tile(final ? "Average req/s" : "Req/s", rate(final ? averageRate(b) : requestsPerSecond(b)), "tile-rate"),
+      final ? tile("Took", took && took > 0 ? duration(took) : DASH, "tile-took") : tile("ETA", until ? `${relative(until)}` : DASH, "tile-eta")));
+}
+
+function throughputCard(b) {
+  const chart = lineChart(throughput(b.id));
+  const avg = averageRate(b);
+  return h("div", { class: "card" },
+    h("h2", {}, "Throughput"),
+    chart || h("p", { class: "muted empty-small" },
+      isActive(b) ? "Collecting samples: the chart fills in while this page is open." : "No samples taken while this batch ran in this tab."),
+    h("p", { class: "muted small" }, `Average ${rate(avg)} req/s over the batch's run.`));
+}
+
+function usageCard(b) {
+  const u = b.usage || {};
+  const cost = b.estimated_cost;
+  const rows = [
+    ["Input tokens", int(u.input_tokens)],
+    ["Cached input tokens", int(u.input_tokens_details?.cached_tokens)],
+    ["Output tokens", int(u.output_tokens)],
+    ["Total tokens", int(u.total_tokens)],
+    ["Estimated cost", money(cost)],
+  ];
+  if (cost && cost.regular_amount !== undefined) {
+    rows.push(["Regular price", `${cost.regular_amount.toFixed(4)} ${cost.currency || "USD"} (batch discount ${Math.round((cost.discount || 0) * 100)}%)`]);
+  }
+  if (b.spend_limit_usd) rows.push(["Spend limit", `${b.spend_limit_usd} USD`]);
+  return h("div", { class: "card" }, h("h2", {}, "Usage and cost"), keyValues(rows, "usage"));
+}
+
+function keyValues(rows, role) {
+  return h("dl", { class: "kv", "data-role": role }, rows.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
+}
+
+function detailsCard(b, inputFile) {
+  const meta = Object.entries(b.metadata || {});
+  return h("div", { class: "card" },
+    h("h2", {}, "Details"),
+    keyValues([
+      ["Model", b.model || DASH],
+      ["Endpoint", h("span", { class: "mono" }, b.endpoint)],
+      ["Completion window", b.completion_window],
+      ["Expires", b.expires_at ? `${clock(b.expires_at)} (${relative(b.expires_at)})` : DASH],
+      ["Input file", inputFile ? h("span", {}, h("span", { "data-role": "input-filename" }, inputFile.filename), " ", h("span", { class: "mono muted" }, b.input_file_id)) : h("span", { class: "mono" }, b.input_file_id)],
+      ["Output file", b.output_file_id ? h("span", { class: "mono" }, b.output_file_id) : DASH],
+      ["Error file", b.error_file_id ? h("span", { class: "mono" }, b.error_file_id) : DASH],
+    ], "details"),
+    meta.length ? [h("h3", {}, "Metadata"), h("table", { class: "grid compact", "data-role": "metadata" },
+      h("tbody", {}, meta.map(([k, v]) => h("tr", {}, h("th", { scope: "row" }, k), h("td", {}, v)))))] : null);
+}
+
+function validationCard(b) {
+  const errors = b.errors?.data || [];
+  if (!errors.length) return null;
+  return h("div", { class: "card span-2 danger-card" },
+    h("h2", {}, `The input did not validate (${int(errors.length)} error${errors.length === 1 ? "" : "s"})`),
+    h("p", { class: "muted" }, "Nothing was sent upstream. Fix these lines and submit the file again."),
+    h("table", { class: "grid", "data-role": "validation-errors" },
+      h("thead", {}, h("tr", {}, ["Line", "Code", "Param", "Message"].map((c) => h("th", { scope: "col" }, c)))),
+      h("tbody", {}, errors.map((e) => h("tr", {},
+        h("td", { class: "num" }, e.line ?? DASH), h("td", { class: "mono" }, e.code), h("td", { class: "mono" }, e.param ?? DASH), h("td", {}, e.message))))));
+}
+
+function errorsCard(summary) {
+  if (!summary || !summary.total) return null;
+  return h("div", { class: "card span-2", id: "errors" },
+    h("h2", {}, `Errors by code (${int(summary.total)}${summary.final ? "" : " so far"})`),
+    h("div", { class: "error-codes", "data-role": "errors" }, summary.codes.map((c) => h("section", { class: "error-code" },
+      h("div", { class: "error-head" }, h("span", { class: "mono code" }, c.code), h("span", { class: "count" }, `${int(c.count)} line${c.count === 1 ? "" : "s"}`)),
+      h("ul", { class: "examples" }, c.examples.map((e) => h("li", {},
+        h("span", { class: "muted" }, e.line ? `line ${int(e.line)}` : ""),
+        h("span", { class: "mono cid" }, e.custom_id),
+        e.status_code ? h("span", { class: "muted" }, `HTTP ${e.status_code}`) : null,
+        h("span", { class: "msg" }, e.message))))))));
+}
+
+export function render(main, route) {
+  const id = route.id;
+  const problem = problemBar();
+  const body = h("div", { class: "detail-grid" });
+  const header = h("div", { class: "page-head detail-head" });
+  const actions = h("div", { class: "actions", "data-role": "actions" });
+  fill(main, h("section", { class: "page", "data-batch-id": id },
+    h("a", { href: "#/batches", class: "back" }, "← All batches"), header, actions, problem.el, body));
+
+  let batch = null;
+  let inputFile = null;
+  let errors = null;
+  let errorsKey = null;
+  let confirming = false;
+  let busy = false;
+
+  const act = async (label, path, payload) => {
+    busy = true;
+    drawActions();
+    try {
+      batch = await api(`/v1/batches/${enc(id)}/${path}`, { method: "POST", body: payload });
+      toast(`${label}: done.`);
+    } catch (error) {
+      const missing = error.status === 404 && error.code === "not_found";
+      toast(missing ? `${label} is not available on this server yet.` : `${label} failed: ${error.message}`, "error");
+    } finally {
+      busy = false;
+      confirming = false;
+      await refresh();
+    }
+  };
+
+  const save = async (fileId, name) => {
+    try {
+      const size = await download(fileId, name);
+      toast(`Downloaded ${name} (${int(size)} bytes).`);
+    } catch (error) {
+      toast(`Download failed: ${error.message}`, "error");
+    }
+  };
+
+  function drawActions() {
+    if (!batch) return;
+    const b = batch;
+    const buttons = [];
+    if (b.output_file_id) buttons.push(h("button", { class: "btn", id: "download-output", disabled: busy, onclick: () => save(b.output_file_id, `${b.id}_output.jsonl`) }, "Download output"));
+    if (b.error_file_id) buttons.push(h("button", { class: "btn", id: "download-errors", disabled: busy, onclick: () => save(b.error_file_id, `${b.id}_errors.jsonl`) }, "Download errors"));
+    if (b.status === "in_progress" && !b.paused_at) buttons.push(h("button", { class: "btn", id: "pause", disabled: busy, onclick: () => act("Pause", "pause") }, "Pause"));
+    if (b.status === "in_progress" && b.paused_at) buttons.push(h("button", { class: "btn primary", id: "resume", disabled: busy, onclick: () => act("Resume", "resume") }, "Resume"));
+    if (["validating", "in_progress", "finalizing"].includes(b.status)) {
+      if (confirming) {
+        buttons.push(h("span", { class: "confirm" }, "Cancel this batch? Lines not yet sent are dropped.",
+          h("button", { class: "btn danger", id: "confirm-cancel", disabled: busy, onclick: () => act("Cancel", "cancel") }, "Yes, cancel"),
+          h("button", { class: "btn ghost", id: "keep", onclick: () => { confirming = false; drawActions(); } }, "Keep it running")));
+      } else {
+        buttons.push(h("button", { class: "btn danger-outline", id: "cancel", disabled: busy, onclick: () => { confirming = true; drawActions(); } }, "Cancel batch"));
+      }
+    }
+    fill(actions, buttons);
+  }
+
+  const draw = () => {
+    const b = batch;
+    const description = describe(b);
+    fill(header,
+      h("div", {},
+        h("h1", { class: "mono batch-title", "data-role": "batch-id" }, b.id),
+        description ? h("p", { class: "desc", "data-role": "description" }, description) : null),
+      h("div", { class: "head-status" }, statusPill(b), h("span", { class: "muted small" }, `created ${relative(b.created_at)}`)));
+    drawActions();
+    fill(body,
+      validationCard(b),
+      done(b) || isActive(b) || b.status !== "failed" ? progressCard(b) : null,
+      h("div", { class: "card" }, h("h2", {}, "Timeline"), timeline(b)),
+      throughputCard(b),
+      errorsCard(errors),
+      usageCard(b),
+      detailsCard(b, inputFile));
+  };
+
+  const loadErrors = async () => {
+    const key = `${batch.status}:${batch.request_counts?.failed || 0}`;
+    if (key === errorsKey || !(batch.request_counts?.failed)) return;
+    errorsKey = key;
+    errors = await api(`/dashboard/api/batches/${enc(id)}/errors${qs({ examples: 3 })}`);
+  };
+
+  async function refresh() {
+    try {
+      batch = await api(`/v1/batches/${enc(id)}`);
+      observe(batch);
+      if (inputFile === null) inputFile = await api(`/v1/files/${enc(batch.input_file_id)}`).catch(() => false);
+      await loadErrors();
+      problem.clear();
+      draw();
+    } catch (error) {
+      if (error.status === 404) {
+        fill(body, h("div", { class: "empty card span-2" }, h("h2", {}, "No such batch"),
+          h("p", {}, "It does not exist, was deleted, or belongs to another account.")));
+        fill(header);
+        fill(actions);
+      } else if (error.status !== 401) problem.show(error);
+    }
+  }
+
+  return every(() => (batch && !isActive(batch) ? 10_000 : 1000), refresh);
+}

@@ -1,0 +1,62 @@
+// Live figures of a batch computed in the page: requests per second from successive reads of its counters, the ETA
+// (the server's estimated_completion_at when it gives one), and the samples behind the throughput chart.
+
+const HISTORY_S = 15 * 60;
+const RATE_WINDOW_S = 10;
+const samples = new Map(); // batch id -> [{t, done}] (unix seconds, completed + failed)
+
+export const done = (batch) => (batch.request_counts?.completed || 0) + (batch.request_counts?.failed || 0);
+
+/** Remember the batch's counters as read now (every page that reads a batch calls this). */
+export function observe(batch, now = Date.now() / 1000) {
+  const list = samples.get(batch.id) || [];
+  const last = list[list.length - 1];
+  if (!last || now - last.t >= 0.25) list.push({ t: now, done: done(batch) });
+  while (list.length && now - list[0].t > HISTORY_S) list.shift();
+  samples.set(batch.id, list);
+}
+
+export const history = (id) => samples.get(id) || [];
+
+/** Requests per second: over the last seconds this page watched, else the average since the first line started. */
+export function requestsPerSecond(batch, now = Date.now() / 1000) {
+  if (batch.status !== "in_progress" && batch.status !== "cancelling") return averageRate(batch);
+  const list = history(batch.id).filter((p) => now - p.t <= RATE_WINDOW_S);
+  if (list.length >= 2 && list[list.length - 1].t - list[0].t >= 2) {
+    const first = list[0];
+    const last = list[list.length - 1];
+    return Math.max(0, (last.done - first.done) / (last.t - first.t));
+  }
+  return averageRate(batch, now);
+}
+
+/** The batch's mean rate from its first started line to its end (or now). */
+export function averageRate(batch, now = Date.now() / 1000) {
+  const start = batch.first_request_at || batch.in_progress_at;
+  const end = batch.finalizing_at || batch.completed_at || batch.cancelled_at || batch.expired_at || now;
+  if (!start || end - start < 1) return null;
+  return done(batch) / (end - start);
+}
+
+/** Unix seconds when the batch should be done, or null (paused, not started, final). */
+export function eta(batch, now = Date.now() / 1000) {
+  if (batch.status !== "in_progress" || batch.paused_at) return null;
+  if (batch.estimated_completion_at) return batch.estimated_completion_at;
+  const left = (batch.request_counts?.total || 0) - done(batch);
+  const perSecond = requestsPerSecond(batch, now);
+  if (!perSecond || left <= 0) return null;
+  return now + left / perSecond;
+}
+
+/** Throughput over time for the chart: [{t, perSecond}] from the samples, each over ~2 s. */
+export function throughput(id) {
+  const list = history(id);
+  const out = [];
+  let base = list[0];
+  for (const p of list.slice(1)) {
+    if (p.t - base.t < 2) continue;
+    out.push({ t: p.t, perSecond: Math.max(0, (p.done - base.done) / (p.t - base.t)) });
+    base = p;
+  }
+  return out;
+}
