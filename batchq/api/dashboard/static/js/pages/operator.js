@@ -69,7 +69,9 @@ function routesCard(series) {
 export function render(main) {
   const problem = problemBar();
   const body = h("div", { class: "detail-grid" });
-  const head = h("div", { class: "page-head" }, h("h1", {}, "Operator"), h("div", { class: "summary muted" }, "from /metrics"));
+  const tokenButton = h("button", { class: "btn small", id: "metrics-token-button", type: "button" }, "Metrics token…");
+  const head = h("div", { class: "page-head" }, h("h1", {}, "Operator"),
+    h("div", { class: "head-status" }, h("span", { class: "summary muted" }, "from /metrics, every 2 s"), tokenButton));
   fill(main, h("section", { class: "page" }, head, problem.el, body));
   let previous = null; // {t, total} for requests/s across every account
 
@@ -125,6 +127,10 @@ export function render(main) {
       }
     });
   };
+  tokenButton.addEventListener("click", () => {
+    if (stop) stop();
+    fill(body, tokenForm(start, "Enter the server's BATCHQ_METRICS_TOKEN (leave it empty to read /metrics without one, from this machine)."));
+  });
   start();
   return () => stop && stop();
 }
