@@ -47,7 +47,7 @@ def chromium_paths() -> tuple[str, str]:
     browser = shutil.which("chromium")
     driver = shutil.which("chromedriver")
     if browser is None or driver is None:
-        raise RuntimeError("chromium or chromedriver missing: apt-get install chromium chromium-driver (make test does)")
+        raise RuntimeError("chromium or chromedriver missing: apt-get install chromium chromium-driver")
     return browser, driver
 
 

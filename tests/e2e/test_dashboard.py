@@ -272,9 +272,10 @@ def test_account_b_never_sees_account_a(stack: Stack, browser: Browser) -> None:
     assert a_ids[0] not in browser.text("main").replace(f"#/batches/{a_ids[0]}", "")
     browser.open(f"{stack.api_url}/dashboard#/files")
     browser.present("[data-role=filename]")
-    assert all(e.text == "requests.jsonl" for e in browser.find_all("[data-role=filename]")) and len(
-        browser.find_all("[data-file-id]")
-    ) == 2  # B's input and output
+    assert (
+        all(e.text == "requests.jsonl" for e in browser.find_all("[data-role=filename]"))
+        and len(browser.find_all("[data-file-id]")) == 2
+    )  # B's input and output
     assert httpx.get(f"{stack.api_url}/dashboard/api/batches/{a_ids[0]}/errors", headers=B).status_code == 404
 
 
