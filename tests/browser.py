@@ -76,10 +76,15 @@ class Browser:
         self.driver.execute_cdp_cmd(
             "Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(self.downloads)}
         )
+        self.viewport = DESKTOP
         self.size(*DESKTOP)
 
     def size(self, width: int, height: int) -> None:
         """The viewport (not the window) at ``width`` x ``height`` CSS pixels."""
+        self.viewport = (width, height)
+        self._metrics(width, height)
+
+    def _metrics(self, width: int, height: int) -> None:
         self.driver.execute_cdp_cmd(
             "Emulation.setDeviceMetricsOverride",
             {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 500},
@@ -131,16 +136,30 @@ class Browser:
     def js(self, script: str, *args: Any) -> Any:
         return self.driver.execute_script(script, *args)
 
-    def screenshot(self, name: str) -> Path:
-        """A PNG of the viewport in the artifacts folder (fonts and bars settled first)."""
+    def screenshot(self, name: str, full: bool = False) -> Path:
+        """A PNG of the viewport (``full``: the whole page) in the artifacts folder."""
         self.js("return document.fonts.ready")
         path = self.artifacts / f"{name}.png"
-        self.driver.save_screenshot(str(path))
+        width, height = self.viewport
+        if full:  # a viewport as tall as the page, for one picture of it all
+            self._metrics(width, max(height, int(self.js("return document.documentElement.scrollHeight"))))
+        try:
+            self.driver.save_screenshot(str(path))
+        finally:
+            if full:
+                self._metrics(width, height)
         return path
 
     def console_errors(self) -> list[str]:
-        """Severe console messages since the last call (script errors and Content-Security-Policy refusals)."""
-        return [e["message"] for e in self.driver.get_log("browser") if e.get("level") == "SEVERE"]
+        """Script errors and Content-Security-Policy refusals logged since the last call.
+
+        Error answers the page expects (a 401 before sign-in, a 404 for another account's batch) are logged by the
+        browser as "Failed to load resource"; those are left out.
+        """
+        logs = self.driver.get_log("browser")
+        return [
+            e["message"] for e in logs if e.get("level") == "SEVERE" and "Failed to load resource" not in e["message"]
+        ]
 
     def downloaded(self, name: str, timeout: float = 15) -> bytes:
         path = self.downloads / name

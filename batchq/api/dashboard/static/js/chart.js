@@ -1,6 +1,6 @@
 // A small line chart in SVG (throughput over time): no library, no inline style.
 import { h, s } from "./dom.js";
-import { rate } from "./format.js";
+import { clock, rate } from "./format.js";
 
 const W = 600;
 const H = 150;
@@ -29,7 +29,7 @@ export function lineChart(points, { label = "requests/s" } = {}) {
       grid,
       s("polygon", { points: area, class: "area" }),
       s("polyline", { points: line, class: "line" }),
-      s("text", { x: PAD.left, y: H - 4, class: "axis" }, `−${span} s`),
-      s("text", { x: W - PAD.right, y: H - 4, class: "axis", "text-anchor": "end" }, "now")),
+      s("text", { x: PAD.left, y: H - 4, class: "axis" }, clock(t0).slice(11)),
+      s("text", { x: W - PAD.right, y: H - 4, class: "axis", "text-anchor": "end" }, clock(t1).slice(11))),
     h("figcaption", { class: "muted small" }, label));
 }

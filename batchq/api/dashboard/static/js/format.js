@@ -63,6 +63,13 @@ export function relative(unix, now = Date.now() / 1000) {
   return delta < 0 ? `${text} ago` : `in ${text}`;
 }
 
+/** When something should happen: "in 3 min 05 s", "any moment". */
+export function untilText(unix, now = Date.now() / 1000) {
+  if (!unix) return DASH;
+  const left = unix - now;
+  return left < 1 ? "any moment" : `in ${duration(left)}`;
+}
+
 export function money(cost) {
   if (!cost || cost.amount === undefined || cost.amount === null) return DASH;
   const digits = cost.amount !== 0 && cost.amount < 0.01 ? 4 : 2;

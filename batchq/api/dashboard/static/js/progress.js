@@ -7,11 +7,23 @@ const samples = new Map(); // batch id -> [{t, done}] (unix seconds, completed +
 
 export const done = (batch) => (batch.request_counts?.completed || 0) + (batch.request_counts?.failed || 0);
 
+const endedAt = (b) => b.finalizing_at || b.completed_at || b.cancelled_at || b.expired_at || b.failed_at || null;
+
 /** Remember the batch's counters as read now (every page that reads a batch calls this). */
 export function observe(batch, now = Date.now() / 1000) {
   const list = samples.get(batch.id) || [];
+  const started = batch.first_request_at || batch.in_progress_at;
+  if (!list.length && started && started < now - 1) {
+    // Seen for the first time while (or after) it ran: its start with nothing done, so the chart's first stretch
+    // is the mean rate up to now rather than nothing.
+    list.push({ t: started, done: 0 });
+  }
   const last = list[list.length - 1];
-  if (!last || now - last.t >= 0.25) list.push({ t: now, done: done(batch) });
+  const ended = endedAt(batch);
+  if (ended) {
+    // Over: one last sample at the moment its lines stopped, not a flat line at zero while the page stays open.
+    if (last && last.done !== done(batch) && ended > last.t) list.push({ t: ended, done: done(batch) });
+  } else if (!last || now - last.t >= 0.25) list.push({ t: now, done: done(batch) });
   while (list.length && now - list[0].t > HISTORY_S) list.shift();
   samples.set(batch.id, list);
 }
@@ -33,7 +45,7 @@ export function requestsPerSecond(batch, now = Date.now() / 1000) {
 /** The batch's mean rate from its first started line to its end (or now). */
 export function averageRate(batch, now = Date.now() / 1000) {
   const start = batch.first_request_at || batch.in_progress_at;
-  const end = batch.finalizing_at || batch.completed_at || batch.cancelled_at || batch.expired_at || now;
+  const end = endedAt(batch) || now;
   if (!start || end - start < 1) return null;
   return done(batch) / (end - start);
 }
@@ -48,13 +60,13 @@ export function eta(batch, now = Date.now() / 1000) {
   return now + left / perSecond;
 }
 
-/** Throughput over time for the chart: [{t, perSecond}] from the samples, each over ~2 s. */
+/** Throughput over time for the chart: [{t, perSecond}] from the samples, each over 1.5 s or more. */
 export function throughput(id) {
   const list = history(id);
   const out = [];
   let base = list[0];
   for (const p of list.slice(1)) {
-    if (p.t - base.t < 2) continue;
+    if (p.t - base.t < 1.5) continue;
     out.push({ t: p.t, perSecond: Math.max(0, (p.done - base.done) / (p.t - base.t)) });
     base = p;
   }

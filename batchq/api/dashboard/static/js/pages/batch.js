@@ -2,7 +2,7 @@
 import { api, download, enc, qs } from "../api.js";
 import { lineChart } from "../chart.js";
 import { h, fill, toast } from "../dom.js";
-import { DASH, clock, duration, int, money, rate, relative } from "../format.js";
+import { DASH, clock, duration, int, money, rate, relative, untilText } from "../format.js";
 import { every, problemBar } from "../live.js";
 import { averageRate, done, eta, observe, requestsPerSecond, throughput } from "../progress.js";
 import { countsLine, isActive, progressBar, statusPill, waitingText } from "../status.js";
@@ -11,27 +11,25 @@ import { describe } from "./batches.js";
 const END_STEP = { completed: "completed_at", failed: "failed_at", expired: "expired_at", cancelled: "cancelled_at" };
 
 function timeline(b) {
-  const steps = [["Created", b.created_at]];
-  if (b.in_progress_at || !b.failed_at) steps.push(["In progress", b.in_progress_at]);
-  if (b.cancelling_at) steps.push(["Cancelling", b.cancelling_at]);
-  if (b.finalizing_at || !END_STEP[b.status] || b.status === "completed") steps.push(["Finalizing", b.finalizing_at]);
   const end = END_STEP[b.status];
+  const steps = [["Created", b.created_at]];
+  if (b.in_progress_at || !end) steps.push(["In progress", b.in_progress_at]);
+  if (b.cancelling_at) steps.push(["Cancelling", b.cancelling_at]);
+  if (b.finalizing_at || !end) steps.push(["Finalizing", b.finalizing_at]);
   steps.push([end ? b.status[0].toUpperCase() + b.status.slice(1) : "Done", end ? b[end] : null]);
+  // The step under way is the last one reached while the batch is still active.
+  const reached = steps.filter(([, at]) => at).length - 1;
   let previous = null;
-  let currentMarked = false;
-  const items = steps.map(([label, at]) => {
-    let state = at ? "done" : "pending";
-    if (!at && !currentMarked && !END_STEP[b.status]) {
-      state = "current";
-      currentMarked = true;
-    }
+  const items = steps.map(([label, at], i) => {
+    const state = !at ? "pending" : i === reached && !end ? "current" : "done";
     const since = at && previous ? `+${duration(at - previous)}` : null;
     if (at) previous = at;
-    return h("li", { class: ["step", state, label === "Failed" && "bad", label === "Cancelled" && "muted-step"] },
+    const note = state === "current" ? `for ${duration(Date.now() / 1000 - at)}` : since;
+    return h("li", { class: ["step", state, label === "Failed" && "bad", label === "Expired" && "bad", label === "Cancelled" && "muted-step"] },
       h("span", { class: "dot", "aria-hidden": "true" }),
       h("span", { class: "step-label" }, label),
-      h("span", { class: "step-time", title: at ? clock(at) : null }, at ? clock(at).slice(11) : state === "current" ? "now" : DASH),
-      since ? h("span", { class: "step-since muted" }, since) : null);
+      h("span", { class: "step-time", title: at ? clock(at) : null }, at ? clock(at).slice(11) : DASH),
+      note ? h("span", { class: "step-since muted" }, note) : null);
   });
   return h("ol", { class: "timeline", "data-role": "timeline" }, items);
 }
@@ -55,7 +53,7 @@ function progressCard(b) {
       tile("Failed", int(b.request_counts?.failed || 0), "tile-failed"),
       tile("Total", int(b.request_counts?.total || 0), "tile-total"),
       tile(final ? "Average req/s" : "Req/s", rate(final ? averageRate(b) : requestsPerSecond(b)), "tile-rate"),
-      final ? tile("Took", took && took > 0 ? duration(took) : DASH, "tile-took") : tile("ETA", until ? `${relative(until)}` : DASH, "tile-eta")));
+      final ? tile("Took", took && took > 0 ? duration(took) : DASH, "tile-took") : tile("ETA", untilText(until), "tile-eta")));
 }
 
 function throughputCard(b) {
@@ -76,7 +74,7 @@ function usageCard(b) {
     ["Cached input tokens", int(u.input_tokens_details?.cached_tokens)],
     ["Output tokens", int(u.output_tokens)],
     ["Total tokens", int(u.total_tokens)],
-    ["Estimated cost", money(cost)],
+    ["Estimated cost", cost ? money(cost) : isActive(b) ? "when the batch ends" : DASH],
   ];
   if (cost && cost.regular_amount !== undefined) {
     rows.push(["Regular price", `${cost.regular_amount.toFixed(4)} ${cost.currency || "USD"} (batch discount ${Math.round((cost.discount || 0) * 100)}%)`]);
@@ -113,7 +111,7 @@ function validationCard(b) {
     h("h2", {}, `The input did not validate (${int(errors.length)} error${errors.length === 1 ? "" : "s"})`),
     h("p", { class: "muted" }, "Nothing was sent upstream. Fix these lines and submit the file again."),
     h("table", { class: "grid", "data-role": "validation-errors" },
-      h("thead", {}, h("tr", {}, ["Line", "Code", "Param", "Message"].map((c) => h("th", { scope: "col" }, c)))),
+      h("thead", {}, h("tr", {}, ["Line", "Code", "Param", "Message"].map((c) => h("th", { scope: "col", class: c === "Line" ? "num narrow-col" : null }, c)))),
       h("tbody", {}, errors.map((e) => h("tr", {},
         h("td", { class: "num" }, e.line ?? DASH), h("td", { class: "mono" }, e.code), h("td", { class: "mono" }, e.param ?? DASH), h("td", {}, e.message))))));
 }
@@ -123,7 +121,7 @@ function errorsCard(summary) {
   return h("div", { class: "card span-2", id: "errors" },
     h("h2", {}, `Errors by code (${int(summary.total)}${summary.final ? "" : " so far"})`),
     h("div", { class: "error-codes", "data-role": "errors" }, summary.codes.map((c) => h("section", { class: "error-code" },
-      h("div", { class: "error-head" }, h("span", { class: "mono code" }, c.code), h("span", { class: "count" }, `${int(c.count)} line${c.count === 1 ? "" : "s"}`)),
+      h("div", { class: "error-head" }, h("span", { class: "mono err-code" }, c.code), h("span", { class: "count" }, `${int(c.count)} line${c.count === 1 ? "" : "s"}`)),
       h("ul", { class: "examples" }, c.examples.map((e) => h("li", {},
         h("span", { class: "muted" }, e.line ? `line ${int(e.line)}` : ""),
         h("span", { class: "mono cid" }, e.custom_id),
@@ -190,11 +188,13 @@ export function render(main, route) {
       }
     }
     fill(actions, buttons);
+    actions.hidden = !buttons.length;
   }
 
   const draw = () => {
     const b = batch;
     const description = describe(b);
+    const ran = Boolean(b.in_progress_at);
     fill(header,
       h("div", {},
         h("h1", { class: "mono batch-title", "data-role": "batch-id" }, b.id),
@@ -205,9 +205,9 @@ export function render(main, route) {
       validationCard(b),
       done(b) || isActive(b) || b.status !== "failed" ? progressCard(b) : null,
       h("div", { class: "card" }, h("h2", {}, "Timeline"), timeline(b)),
-      throughputCard(b),
+      ran ? throughputCard(b) : null,
       errorsCard(errors),
-      usageCard(b),
+      ran ? usageCard(b) : null,
       detailsCard(b, inputFile));
   };
 

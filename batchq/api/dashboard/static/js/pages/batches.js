@@ -1,7 +1,7 @@
 // The account's batches, live: status, progress, requests per second, ETA, why a batch waits.
 import { api, enc, qs } from "../api.js";
 import { h, fill } from "../dom.js";
-import { DASH, clock, int, rate, relative, shortId } from "../format.js";
+import { DASH, clock, int, rate, relative, shortId, untilText } from "../format.js";
 import { every, problemBar } from "../live.js";
 import { eta, observe, requestsPerSecond } from "../progress.js";
 import { countsLine, isActive, progressBar, statusPill, waitingNote } from "../status.js";
@@ -28,7 +28,7 @@ function cells(batch) {
     h("td", { "data-label": "Status" }, statusPill(batch), waitingNote(batch)),
     h("td", { "data-label": "Progress", class: "progress-cell" }, progressBar(batch), countsLine(batch)),
     h("td", { "data-label": "Req/s", class: "num", "data-role": "rate" }, isActive(batch) || perSecond ? rate(perSecond) : DASH),
-    h("td", { "data-label": "ETA", "data-role": "eta" }, until ? relative(until) : DASH),
+    h("td", { "data-label": "ETA", "data-role": "eta" }, untilText(until)),
     h("td", { "data-label": "Model", class: "model" }, batch.model || DASH),
     h("td", { "data-label": "Created", title: clock(batch.created_at) }, relative(batch.created_at)),
   ];
@@ -118,5 +118,5 @@ export function render(main, _route) {
     }
   });
 
-  return every(() => (anyActive ? 1000 : 4000), refresh);
+  return every(() => (anyActive ? 1000 : 2000), refresh);
 }
