@@ -47,7 +47,9 @@ export function averageRate(batch, now = Date.now() / 1000) {
   const start = batch.first_request_at || batch.in_progress_at;
   const end = endedAt(batch) || now;
   if (!start || end - start < 1) return null;
-  return done(batch) / (end - start);
+  // Lines a cancel or the deadline closed were never sent: they are not throughput.
+  const closed = (batch.request_counts?.cancelled || 0) + (batch.request_counts?.expired || 0);
+  return Math.max(0, done(batch) - closed) / (end - start);
 }
 
 /** Unix seconds when the batch should be done, or null (paused, not started, final). */
