@@ -47,16 +47,21 @@ export function waitingNote(batch) {
   return text ? h("span", { class: "waiting", "data-role": "waiting" }, text) : null;
 }
 
-/** A bar in two colours (succeeded, failed) over the batch's total. */
+/** Lines a cancel or the deadline closed before they were sent (counted as failed, as OpenAI does). */
+export const closedLines = (batch) => (batch.request_counts?.cancelled || 0) + (batch.request_counts?.expired || 0);
+
+/** A bar in three colours: succeeded, failed, closed unsent (cancel or deadline), over the batch's total. */
 export function progressBar(batch, { large = false } = {}) {
   const total = batch.request_counts?.total || 0;
   const completed = batch.request_counts?.completed || 0;
-  const failed = batch.request_counts?.failed || 0;
-  const ok = h("span", { class: "bar-ok" });
-  const bad = h("span", { class: "bar-bad" });
-  // CSSOM widths, not style attributes: the Content-Security-Policy allows no inline style.
-  ok.style.width = total ? `${(100 * completed) / total}%` : "0%";
-  bad.style.width = total ? `${(100 * failed) / total}%` : "0%";
+  const closed = closedLines(batch);
+  const failed = Math.max(0, (batch.request_counts?.failed || 0) - closed);
+  const part = (cls, n) => {
+    const el = h("span", { class: cls });
+    // CSSOM widths, not style attributes: the Content-Security-Policy allows no inline style.
+    el.style.width = total ? `${(100 * n) / total}%` : "0%";
+    return el;
+  };
   const label = `${int(done(batch))} of ${int(total)} requests done`;
   return h("div", {
     class: ["progress", large && "large", batch.status === "validating" && "indeterminate"],
@@ -66,16 +71,20 @@ export function progressBar(batch, { large = false } = {}) {
     "aria-valuemin": 0,
     "aria-valuemax": total,
     "aria-valuenow": done(batch),
-  }, ok, bad);
+  }, part("bar-ok", completed), part("bar-bad", failed), part("bar-closed", closed));
 }
 
-/** "812 / 1,000 · 3 failed · 81%" */
+/** "812 / 1,000 · 3 failed · 81%" (and how many a cancel or the deadline closed). */
 export function countsLine(batch) {
   const c = batch.request_counts || {};
+  const closed = closedLines(batch);
+  const failed = Math.max(0, (c.failed || 0) - closed);
+  const closedWord = c.expired && !c.cancelled ? "expired" : "not sent";
   return h("div", { class: "counts" },
     h("span", { class: "num", "data-role": "completed" }, int(c.completed || 0)),
     h("span", { class: "muted" }, " / "),
     h("span", { class: "num", "data-role": "total" }, int(c.total || 0)),
-    c.failed ? h("span", { class: "failed-count", "data-role": "failed" }, ` · ${int(c.failed)} failed`) : null,
+    failed ? h("span", { class: "failed-count", "data-role": "failed" }, ` · ${int(failed)} failed`) : null,
+    closed ? h("span", { class: "muted", "data-role": "closed" }, ` · ${int(closed)} ${closedWord}`) : null,
     h("span", { class: "muted pct" }, ` · ${percent(done(batch), c.total || 0)}`));
 }

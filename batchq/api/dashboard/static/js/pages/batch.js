@@ -5,7 +5,7 @@ import { h, fill, toast } from "../dom.js";
 import { DASH, clock, duration, int, money, rate, relative, untilText } from "../format.js";
 import { every, problemBar } from "../live.js";
 import { averageRate, done, eta, observe, requestsPerSecond, throughput } from "../progress.js";
-import { countsLine, isActive, progressBar, statusPill, waitingText } from "../status.js";
+import { closedLines, countsLine, isActive, progressBar, statusPill, waitingText } from "../status.js";
 import { describe } from "./batches.js";
 
 const END_STEP = { completed: "completed_at", failed: "failed_at", expired: "expired_at", cancelled: "cancelled_at" };
@@ -50,7 +50,8 @@ function progressCard(b) {
     why ? h("p", { class: "waiting big", "data-role": "waiting" }, `Held back: ${why}`) : null,
     h("div", { class: "tiles" },
       tile("Completed", int(b.request_counts?.completed || 0), "tile-completed"),
-      tile("Failed", int(b.request_counts?.failed || 0), "tile-failed"),
+      tile("Failed", int(Math.max(0, (b.request_counts?.failed || 0) - closedLines(b))), "tile-failed"),
+      closedLines(b) ? tile("Not sent", int(closedLines(b)), "tile-closed") : null,
       tile("Total", int(b.request_counts?.total || 0), "tile-total"),
       tile(final ? "Average req/s" : "Req/s", rate(final ? averageRate(b) : requestsPerSecond(b)), "tile-rate"),
       final ? tile("Took", took && took > 0 ? duration(took) : DASH, "tile-took") : tile("ETA", untilText(until), "tile-eta")));
@@ -211,10 +212,14 @@ export function render(main, route) {
       detailsCard(b, inputFile));
   };
 
+  let errorsAt = 0;
   const loadErrors = async () => {
     const key = `${batch.status}:${batch.request_counts?.failed || 0}`;
     if (key === errorsKey || !(batch.request_counts?.failed)) return;
+    // While it runs the server reads every outcome recorded so far: at most every 5 s, and only when `failed` moved.
+    if (isActive(batch) && errors && Date.now() - errorsAt < 5000) return;
     errorsKey = key;
+    errorsAt = Date.now();
     errors = await api(`/dashboard/api/batches/${enc(id)}/errors${qs({ examples: 3 })}`);
   };
 
