@@ -171,14 +171,32 @@ export function render(main, route) {
     }
   };
 
+  let actionsKey = null;
   function drawActions() {
     if (!batch) return;
     const b = batch;
+    // Rebuilt only when something they depend on changed: a half-typed limit or a focused button survives polls.
+    const key = JSON.stringify([b.status, b.paused_at, b.paused_reason, b.output_file_id, b.error_file_id, busy, confirming]);
+    if (key === actionsKey) return;
+    actionsKey = key;
     const buttons = [];
     if (b.output_file_id) buttons.push(h("button", { class: "btn", id: "download-output", disabled: busy, onclick: () => save(b.output_file_id, `${b.id}_output.jsonl`) }, "Download output"));
     if (b.error_file_id) buttons.push(h("button", { class: "btn", id: "download-errors", disabled: busy, onclick: () => save(b.error_file_id, `${b.id}_errors.jsonl`) }, "Download errors"));
     if (b.status === "in_progress" && !b.paused_at) buttons.push(h("button", { class: "btn", id: "pause", disabled: busy, onclick: () => act("Pause", "pause") }, "Pause"));
-    if (b.status === "in_progress" && b.paused_at) buttons.push(h("button", { class: "btn primary", id: "resume", disabled: busy, onclick: () => act("Resume", "resume") }, "Resume"));
+    if (b.status === "in_progress" && b.paused_at) {
+      if (b.paused_reason === "spend_limit") {
+        // Resuming a batch its spend limit paused needs a higher limit (DESIGN.md, batch control).
+        const limit = h("input", { type: "number", id: "spend-limit", min: "0", step: "any", class: "inline-input",
+          placeholder: "new limit, USD", "aria-label": "New spend limit in USD" });
+        buttons.push(limit);
+        buttons.push(h("button", { class: "btn primary", id: "resume", disabled: busy, onclick: () => {
+          const value = Number(limit.value);
+          act("Resume", "resume", value > 0 ? { spend_limit_usd: value } : undefined);
+        } }, "Raise limit and resume"));
+      } else {
+        buttons.push(h("button", { class: "btn primary", id: "resume", disabled: busy, onclick: () => act("Resume", "resume") }, "Resume"));
+      }
+    }
     if (["validating", "in_progress", "finalizing"].includes(b.status)) {
       if (confirming) {
         buttons.push(h("span", { class: "confirm" }, "Cancel this batch? Lines not yet sent are dropped.",
