@@ -15,7 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from selenium import webdriver
-from selenium.common.exceptions import StaleElementReferenceException, TimeoutException, WebDriverException
+from selenium.common.exceptions import (
+    ElementClickInterceptedException,
+    ElementNotInteractableException,
+    StaleElementReferenceException,
+    TimeoutException,
+    WebDriverException,
+)
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
@@ -99,10 +105,8 @@ class Browser:
         def check(_driver: Any) -> Any:
             try:
                 return condition()
-            except (StaleElementReferenceException, WebDriverException) as exc:
-                if "stale" in str(exc).lower() or isinstance(exc, StaleElementReferenceException):
-                    return False
-                raise
+            except (StaleElementReferenceException, ElementClickInterceptedException, ElementNotInteractableException):
+                return False  # redrawn, or covered for a moment (a toast): not yet
 
         try:
             return WebDriverWait(self.driver, timeout, poll_frequency=0.1).until(check)
@@ -130,8 +134,24 @@ class Browser:
         return True
 
     def text(self, css: str = "body") -> str:
-        found = self.find_all(css)
-        return found[0].text if found else ""
+        """The first match's text ("" when none); the pages redraw live, so a node replaced mid-read is read again."""
+        for _ in range(20):
+            try:
+                found = self.find_all(css)
+                return found[0].text if found else ""
+            except StaleElementReferenceException:
+                continue
+        raise RuntimeError(f"{css!r} kept being replaced while read")
+
+    def attribute(self, css: str, name: str) -> str | None:
+        """An attribute of the first match (None when none), read again if the node was replaced meanwhile."""
+        for _ in range(20):
+            try:
+                found = self.find_all(css)
+                return found[0].get_attribute(name) if found else None
+            except StaleElementReferenceException:
+                continue
+        raise RuntimeError(f"{css!r} kept being replaced while read")
 
     def js(self, script: str, *args: Any) -> Any:
         return self.driver.execute_script(script, *args)

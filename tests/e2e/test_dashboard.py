@@ -115,8 +115,8 @@ def sign_in(browser: Browser, stack: Stack, key: str) -> None:
 
 
 def bar_value(browser: Browser, css: str) -> int | None:
-    found = browser.find_all(css)
-    return int(found[0].get_attribute("aria-valuenow") or 0) if found else None
+    value = browser.attribute(css, "aria-valuenow")
+    return None if value is None else int(value)
 
 
 def test_sign_in_watch_a_batch_complete_and_download_its_output(
@@ -132,7 +132,8 @@ def test_sign_in_watch_a_batch_complete_and_download_its_output(
     browser.find("#api-key").clear()
     browser.find("#api-key").send_keys(A_KEY)
     browser.click("#signin-button")
-    assert browser.present("[data-role=account]").text == "acct-a"
+    browser.present("[data-role=account]")
+    assert browser.text("[data-role=account]") == "acct-a"
     browser.present("[data-role=empty]")
     browser.screenshot("02-batches-empty")
     assert browser.js("return sessionStorage.getItem('batchq.apiKey')") == A_KEY
@@ -171,8 +172,9 @@ def test_sign_in_watch_a_batch_complete_and_download_its_output(
     assert bar_value(browser, big) == 2000
     assert browser.text("[data-role=tile-completed]") == "1,998"
     assert browser.text("[data-role=tile-failed]") == "2"
-    errors = browser.present("[data-role=errors]", 10)
-    assert "req-3" in errors.text and "req-7" in errors.text and "line 4" in errors.text
+    browser.present("[data-role=errors]", 10)
+    errors = browser.text("[data-role=errors]")
+    assert "req-3" in errors and "req-7" in errors and "line 4" in errors
     timeline = browser.text("[data-role=timeline]")
     assert "Created" in timeline and "Finalizing" in timeline and "Completed" in timeline
     assert "USD" in browser.text("[data-role=usage]")
@@ -239,8 +241,9 @@ def test_markup_in_a_file_name_and_metadata_shows_as_text(stack: Stack, browser:
     row = f"tr[data-batch-id='{batch_id}']"
     browser.wait(lambda: browser.text(f"{row} [data-role=description]") == description, 15, "the description")
     browser.click(f"{row} a.batch-link")
-    validation = browser.present("[data-role=validation-errors]")
-    assert "4" in validation.text and "invalid_json_line" in validation.text  # the line number and the code
+    browser.present("[data-role=validation-errors]")
+    validation = browser.text("[data-role=validation-errors]")
+    assert "4" in validation and "invalid_json_line" in validation  # the line number and the code
     browser.wait(lambda: browser.text("[data-role=input-filename]") == name, 10, "the file name")
     metadata = browser.text("[data-role=metadata]")
     assert "<b>owner</b>" in metadata and "<i>x</i>" in metadata
@@ -265,7 +268,8 @@ def test_account_b_never_sees_account_a(stack: Stack, browser: Browser) -> None:
     browser.present("#signin")
     browser.present("#api-key").send_keys(B_KEY)
     browser.click("#signin-button")
-    assert browser.present("[data-role=account]").text == "acct-b"
+    browser.present("[data-role=account]")
+    assert browser.text("[data-role=account]") == "acct-b"
     browser.open(f"{stack.api_url}/dashboard#/batches")
     browser.present(f"tr[data-batch-id='{b_id}']")
     # Then: only B's batch is listed; A's batch by its id is "no such batch"; A's files are not listed
@@ -305,8 +309,9 @@ def test_webhooks_and_operator_pages(stack: Stack, browser: Browser) -> None:
     browser.click("#metrics-token-button")
     browser.present("#metrics-token").send_keys(METRICS_TOKEN)
     browser.click("#metrics-form button[type=submit]")
-    accounts = browser.present("#accounts")
-    assert "acct-a" in accounts.text and "acct-b" in accounts.text
+    browser.present("#accounts")
+    accounts = browser.text("#accounts")
+    assert "acct-a" in accounts and "acct-b" in accounts
     assert browser.text("#queues") and browser.text("[data-role=active-batches]") != ""
     browser.screenshot("12-operator", full=True)
     assert browser.console_errors() == []
