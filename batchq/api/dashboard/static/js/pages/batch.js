@@ -63,7 +63,7 @@ function throughputCard(b) {
   return h("div", { class: "card" },
     h("h2", {}, "Throughput"),
     chart || h("p", { class: "muted empty-small" },
-      isActive(b) ? "Collecting samples: the chart fills in while this page is open." : "No samples taken while this batch ran in this tab."),
+      isActive(b) ? "Collecting samples: the chart fills in while this page is open." : "Too few samples from this tab to draw it (the chart fills in while a running batch is open)."),
     h("p", { class: "muted small" }, `Average ${rate(avg)} req/s over the batch's run.`));
 }
 
