@@ -54,7 +54,7 @@ function progressCard(b) {
       closedLines(b) ? tile("Not sent", int(closedLines(b)), "tile-closed") : null,
       tile("Total", int(b.request_counts?.total || 0), "tile-total"),
       tile(final ? "Average req/s" : "Req/s", rate(final ? averageRate(b) : requestsPerSecond(b)), "tile-rate"),
-      final ? tile("Took", took && took > 0 ? duration(took) : DASH, "tile-took") : tile("ETA", untilText(until), "tile-eta")));
+      final ? tile("Took", took === null ? DASH : took < 1 ? "< 1 s" : duration(took), "tile-took") : tile("ETA", untilText(until), "tile-eta")));
 }
 
 function throughputCard(b) {
