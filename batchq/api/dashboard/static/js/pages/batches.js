@@ -39,7 +39,8 @@ function summary(list) {
   for (const b of list) by[b.status] = (by[b.status] || 0) + 1;
   const running = (by.in_progress || 0) + (by.validating || 0) + (by.finalizing || 0) + (by.cancelling || 0);
   const parts = [`${int(list.length)} shown`, running ? `${int(running)} active` : null,
-    by.completed ? `${int(by.completed)} completed` : null, by.failed ? `${int(by.failed)} failed` : null];
+    by.completed ? `${int(by.completed)} completed` : null, by.failed ? `${int(by.failed)} failed` : null,
+    by.cancelled ? `${int(by.cancelled)} cancelled` : null, by.expired ? `${int(by.expired)} expired` : null];
   return parts.filter(Boolean).join(" · ");
 }
 
