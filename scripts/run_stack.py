@@ -1,7 +1,8 @@
 """`make run`: the whole stack on this machine and a demo batch; Ctrl-C stops all of it.
 
 Starts (each only if not already given): redis-server with AOF (appendfsync everysec, noeviction), the upstream
-simulator (unless BATCHQ_UPSTREAM_URL is set), the API, one Celery worker and Flower. Then it submits
+simulator (unless BATCHQ_UPSTREAM_URL is set), the API (with the batches' dashboard at /dashboard), one Celery
+worker and Flower. Then it submits
 examples/requests.jsonl (1,000 lines), shows progress, prints where the output is and a few results.
 """
 
@@ -154,6 +155,8 @@ def main() -> None:
             "basic auth" if env.get("FLOWER_BASIC_AUTH") else "read-only; FLOWER_BASIC_AUTH=user:pass for actions"
         )
         print(f"Flower   http://127.0.0.1:{flower_port}   ({flower_mode})")
+        dashboard_mode = "sign in with an API key" if env.get("BATCHQ_API_KEYS") else "local mode: no key needed"
+        print(f"Batches  {api_url}/dashboard   ({dashboard_mode})")
         print(f"Upstream {env['BATCHQ_UPSTREAM_URL']}")
         print(f"Logs     {LOGS}")
         demo(api_url)

@@ -15,6 +15,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from batchq.api.auth import KeyRing, MetricsGuard
+from batchq.api.dashboard import mount_dashboard
 from batchq.api.deps import Services
 from batchq.api.handlers import install_error_handlers
 from batchq.api.idempotency import IdempotencyKeys
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(batches.router, prefix="/v1")
     app.include_router(webhook_routes.router, prefix="/v1")
     app.include_router(health.router)
+    mount_dashboard(app)  # /dashboard, and the security headers on every response
     install_error_handlers(app)
     return app
 

@@ -11,10 +11,13 @@
 ``--url`` / ``--api-key`` default to ``BATCHQ_URL`` / ``BATCHQ_API_KEY``. While waiting, progress goes to stderr: a
 live bar on a terminal, a line every few seconds otherwise. ``--json`` prints machine-readable JSON on stdout.
 
+The client commands need only the base install (``pip install batchq``); ``api`` and ``sim`` import the server
+when they start and, without the server extra, say so and exit 2.
+
 Exit codes:
     0  success (for wait and --wait: the batch completed)
     1  any other error (including wait --timeout running out)
-    2  usage error (bad arguments, FILE not found)
+    2  usage error (bad arguments, FILE not found, api or sim without the server extra)
     3  the batch ended failed (its input file did not validate)
     4  the batch ended expired or cancelled
     5  not found (no such batch or file for this key)
@@ -203,10 +206,32 @@ def _cmd_wait(client: Client, args: argparse.Namespace) -> int:
     return _wait(client, args.batch_id, args)
 
 
+#: The extra that the server commands (api, sim) need beyond ``pip install batchq``.
+SERVER_EXTRA = "pip install 'batchq[server]'"
+
+
+def _without_server_extra(command: str, exc: ModuleNotFoundError) -> bool:
+    """Whether ``exc`` is a server command's import failing for want of the server extra; if so, say it on stderr.
+
+    A third-party module is missing (fastapi, aiohttp, redis, celery ...): the base install. A batchq module missing
+    is something else, and is raised as it is.
+    """
+    missing = (exc.name or "").partition(".")[0]
+    if not missing or missing in ("batchq", "workers"):
+        return False
+    print(f"batchq {command} needs the server extra: {SERVER_EXTRA} (no module named {missing!r})", file=sys.stderr)
+    return True
+
+
 def _cmd_api(args: argparse.Namespace) -> int:
-    # imported here, not at the top: the client commands must not load the server
-    from batchq.api.app import serve
-    from batchq.config import get_settings
+    # imported here, not at the top: the client commands must not load the server (nor need its dependencies)
+    try:
+        from batchq.api.app import serve
+        from batchq.config import get_settings
+    except ModuleNotFoundError as exc:
+        if _without_server_extra("api", exc):
+            return EXIT_USAGE
+        raise
 
     settings = get_settings()
     serve(args.host or settings.api_host, args.port or settings.api_port)
@@ -214,7 +239,12 @@ def _cmd_api(args: argparse.Namespace) -> int:
 
 
 def _run_sim(argv: list[str]) -> int:
-    from batchq.sim import main as sim_main  # imported here, like the API
+    try:
+        from batchq.sim import main as sim_main  # imported here, like the API
+    except ModuleNotFoundError as exc:
+        if _without_server_extra("sim", exc):
+            return EXIT_USAGE
+        raise
 
     code = sim_main(argv)
     return int(code or 0)
